@@ -1,0 +1,1 @@
+"""One module per group of `bt` commands; each command parses, calls the service, renders."""

@@ -1,0 +1,133 @@
+"""`bt status`, `bt list`, `bt logs`, `bt results`, `bt health`: looking at runs."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from btmanager.app import JsonOption, app, service
+from btmanager.errors import UsageError
+from btmanager.render.common import emit_json, stdout_console
+
+RunRef = Annotated[str, typer.Argument(help="Run id, a unique prefix of one, or 'latest'.")]
+
+
+@app.command()
+def status(ctx: typer.Context, run_id: RunRef, json_output: JsonOption = False) -> None:
+    """Show one run: status, timings, exit code, resources, validation."""
+    run = service(ctx).status(run_id)
+    if json_output:
+        emit_json(run.to_status_dict())
+    else:
+        from btmanager.render.runs import render_status
+
+        render_status(run, stdout_console())
+
+
+@app.command()
+def logs(
+    ctx: typer.Context,
+    run_id: RunRef,
+    lines: Annotated[int, typer.Option("--lines", "-n", help="How many last lines.")] = 100,
+    follow: Annotated[
+        bool, typer.Option("--follow", "-f", help="Keep printing new lines until the run ends.")
+    ] = False,
+    json_output: JsonOption = False,
+) -> None:
+    """Print the last lines of a run's execution.log."""
+    from btmanager.render.runs import write_lines
+
+    svc = service(ctx)
+    if follow and json_output:
+        raise UsageError("--follow and --json cannot be combined")
+    if follow:
+        try:
+            write_lines(svc.follow(run_id, lines))
+        except KeyboardInterrupt:
+            raise typer.Exit(130) from None
+        return
+    tail = svc.logs(run_id, lines)
+    if json_output:
+        emit_json(tail.to_dict())
+    else:
+        write_lines(tail.lines)
+
+
+@app.command()
+def results(
+    ctx: typer.Context,
+    run_id: RunRef,
+    file: Annotated[
+        str | None, typer.Argument(help="A file of the run folder to print (or save with -o).")
+    ] = None,
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="Write FILE here instead of stdout.")
+    ] = None,
+    json_output: JsonOption = False,
+) -> None:
+    """List a run's result files, or download one of them."""
+    svc = service(ctx)
+    if file is None:
+        if output is not None:
+            raise UsageError("--output needs a FILE to download")
+        listing = svc.results(run_id).to_dict()
+        if json_output:
+            emit_json(listing)
+        else:
+            from btmanager.render.runs import render_files
+
+            render_files(listing, stdout_console())
+        return
+    source = svc.result_file(run_id, file)
+    if output is not None:
+        size = svc.copy_result(source, output)
+        if json_output:
+            emit_json({"run_id": svc.status(run_id).run_id, "file": file, "output": str(output),
+                       "size": size})
+        else:
+            stdout_console().print(f"Wrote {file} ({size} bytes) to {output}")
+        return
+    if json_output:
+        raise UsageError("--json with FILE needs --output (file contents are not JSON)")
+    with open(source, "rb") as reader:
+        while chunk := reader.read(1024 * 1024):
+            sys.stdout.buffer.write(chunk)
+    sys.stdout.buffer.flush()
+
+
+@app.command("list")
+def list_runs(
+    ctx: typer.Context,
+    status: Annotated[
+        str | None,
+        typer.Option(help="Only runs with this status (queued, running, completed, ...)."),
+    ] = None,
+    limit: Annotated[int, typer.Option(help="At most this many runs, newest first.")] = 50,
+    script: Annotated[
+        str | None, typer.Option(help="Only runs of this script (path as given, or file name).")
+    ] = None,
+    json_output: JsonOption = False,
+) -> None:
+    """List runs, newest first."""
+    total, runs = service(ctx).list_runs(status, script, limit)
+    if json_output:
+        emit_json({"total": total, "runs": [run.to_status_dict() for run in runs]})
+    else:
+        from btmanager.render.runs import render_list
+
+        render_list(total, runs, stdout_console())
+
+
+@app.command()
+def health(ctx: typer.Context, json_output: JsonOption = False) -> None:
+    """Registry health and counts of running and queued runs."""
+    data = service(ctx).health()
+    if json_output:
+        emit_json(data)
+    else:
+        from btmanager.render.runs import render_health
+
+        render_health(data, stdout_console())

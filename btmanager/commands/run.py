@@ -1,0 +1,145 @@
+"""`bt run`: start a backtest in the foreground, or queue it with --detach."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from btmanager import exitcodes
+from btmanager.app import JsonOption, app, service
+from btmanager.errors import UsageError
+from btmanager.params import load_params_file, merge_params
+from btmanager.render.common import emit_json, stdout_console
+from btmanager.runner import DEFAULT_GRACE, RunRequest, StopRequest
+from btmanager.store import CANCELLED, COMPLETED, Run
+
+
+def load_rules_dict(rules_file: Path | None) -> dict[str, object] | None:
+    """--rules FILE, else ./bt.toml if present; parsed now so the run keeps these rules."""
+    from btmanager.rules import load_rules
+
+    rules = load_rules(rules_file, Path.cwd())
+    return rules.to_dict() if rules is not None else None
+
+
+def exit_code_for(run: Run) -> int:
+    if run.status == COMPLETED:
+        return exitcodes.OK
+    if run.status == CANCELLED:
+        return exitcodes.CANCELLED
+    return exitcodes.FAILED
+
+
+def _positive(name: str, value: float | None) -> None:
+    if value is not None and value <= 0:
+        raise UsageError(f"{name} must be a positive number of seconds")
+
+
+@app.command()
+def run(
+    ctx: typer.Context,
+    script: Annotated[str, typer.Argument(help="The backtest script (.py runs with Python).")],
+    extra: Annotated[
+        list[str] | None,
+        typer.Argument(help="Extra arguments passed to the script as they are (after --)."),
+    ] = None,
+    param: Annotated[
+        list[str] | None,
+        typer.Option("--param", "-p", help="KEY=VALUE, passed as --KEY VALUE. Repeatable."),
+    ] = None,
+    params_file: Annotated[
+        Path | None,
+        typer.Option("--params-file", help="JSON or TOML file of parameters (-p overrides)."),
+    ] = None,
+    detach: Annotated[
+        bool, typer.Option("--detach", "-d", help="Queue the run and return at once.")
+    ] = False,
+    priority: Annotated[
+        int, typer.Option(help="Queue priority: higher starts first; ties keep order.")
+    ] = 0,
+    nice: Annotated[
+        int | None,
+        typer.Option(help="CPU priority of the script (default 10 when detached).", min=-20, max=19),
+    ] = None,
+    timeout: Annotated[
+        float | None, typer.Option(help="End the run after S seconds (it fails).")
+    ] = None,
+    grace: Annotated[
+        float, typer.Option(help="Seconds between SIGTERM and SIGKILL when ending a run.")
+    ] = DEFAULT_GRACE,
+    label: Annotated[str | None, typer.Option(help="A free-text label for the run.")] = None,
+    no_validate: Annotated[
+        bool, typer.Option("--no-validate", help="Skip output validation.")
+    ] = False,
+    rules: Annotated[
+        Path | None, typer.Option(help="Validation rules file (TOML; default ./bt.toml).")
+    ] = None,
+    json_output: JsonOption = False,
+) -> None:
+    """Run a backtest script with its own run id, folder, log and validation."""
+    _positive("--timeout", timeout)
+    if grace < 0:
+        raise UsageError("--grace must be 0 or more")
+    file_params = load_params_file(params_file) if params_file is not None else None
+    request = RunRequest(
+        script=script,
+        params=merge_params(file_params, param or []),
+        extra_args=list(extra or []),
+        cwd=Path.cwd(),
+        label=label,
+        validate=not no_validate,
+        rules=None if no_validate else load_rules_dict(rules),
+        timeout=timeout,
+        grace=grace,
+        priority=priority,
+        nice=nice,
+    )
+    svc = service(ctx)
+    if detach:
+        queued = svc.submit(request)
+        if json_output:
+            emit_json(
+                {
+                    "success": True,
+                    "run_id": queued.run_id,
+                    "status": queued.status,
+                    "message": "Backtest queued for execution",
+                }
+            )
+        else:
+            sys.stdout.write(queued.run_id + "\n")
+        return
+    raise typer.Exit(_run_foreground(svc, request, json_output))
+
+
+def _run_foreground(svc: object, request: RunRequest, json_output: bool) -> int:
+    from btmanager.execution.signals import stop_on_signals
+    from btmanager.render.runs import LiveRunView, render_status
+    from btmanager.runner import QuietObserver, RunObserver
+    from btmanager.service import Service
+
+    assert isinstance(svc, Service)
+    stop = StopRequest()
+    console = stdout_console()
+    observer: RunObserver
+    if json_output:
+        observer = QuietObserver()
+    else:
+        live = console.is_terminal and not os.environ.get("NO_COLOR")
+        observer = LiveRunView(console, live_line=live)
+    with stop_on_signals(lambda name: stop.request(f"received {name}")):
+        final = svc.run_foreground(request, observer, stop)
+    if json_output:
+        emit_json(final.to_status_dict())
+    else:
+        render_status(final, console)
+        if final.validation_results:
+            from btmanager.render.validation import render_report
+            from btmanager.validate import Report
+
+            render_report(Report(**final.validation_results), console, title="Validation")
+    return exit_code_for(final)

@@ -1,0 +1,42 @@
+"""`bt validate`: check a run's folder, or any folder, against the checklist and rules."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from btmanager import exitcodes
+from btmanager.app import JsonOption, app, service
+from btmanager.render.common import emit_json, stdout_console
+
+
+@app.command()
+def validate(
+    ctx: typer.Context,
+    target: Annotated[
+        str, typer.Argument(help="A run (id, prefix, latest) or any directory of outputs.")
+    ],
+    rules: Annotated[
+        Path | None, typer.Option(help="Validation rules file (TOML; default ./bt.toml).")
+    ] = None,
+    junit: Annotated[
+        Path | None, typer.Option(help="Also write a JUnit XML report to this file.")
+    ] = None,
+    json_output: JsonOption = False,
+) -> None:
+    """Validate output files; a run's stored results and status follow the new result."""
+    outcome = service(ctx).validate(target, rules, Path.cwd())
+    if junit is not None:
+        from btmanager.junit import write_junit
+
+        write_junit(outcome.report, junit, outcome.name)
+    if json_output:
+        emit_json(outcome.report.to_dict())
+    else:
+        from btmanager.render.validation import render_report
+
+        render_report(outcome.report, stdout_console(), title=outcome.name)
+    if not outcome.report.valid:
+        raise typer.Exit(exitcodes.FAILED)

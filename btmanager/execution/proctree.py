@@ -1,0 +1,198 @@
+"""Process identity and whole-tree termination.
+
+A pid alone is not an identity: pids are reused. Every check pairs the pid with the process create
+time. On Linux both are read from /proc (no psutil import on the hot path of `bt run`); elsewhere
+psutil provides them. The formula matches psutil's, so values stored by either agree.
+
+A run's tree is found three ways, because each misses something: the recorded root's descendants
+(misses children re-parented after their parent died), the root's process group/session (misses
+children that started their own session), and the `BACKTEST_RUN_ID` marker every descendant
+inherits in its environment (misses only processes that scrub their environment).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+import time
+from collections.abc import Iterable
+from typing import TYPE_CHECKING
+
+from btmanager.store import ProcessIdentity
+
+if TYPE_CHECKING:
+    import psutil
+
+MARKER_ENV = "BACKTEST_RUN_ID"
+_IS_LINUX = sys.platform.startswith("linux")
+_IS_POSIX = os.name == "posix"
+_TOLERANCE = 0.05  # seconds; create times are derived from clock ticks
+
+
+def _linux_boot_time() -> float:
+    with open("/proc/stat", "rb") as stat:
+        for line in stat:
+            if line.startswith(b"btime"):
+                return float(line.split()[1])
+    raise OSError("no btime in /proc/stat")
+
+
+_boot_time: float | None = None
+
+
+def _linux_stat(pid: int) -> tuple[str, float] | None:
+    """(state letter, create time) of a pid from /proc, or None if there is no such process."""
+    global _boot_time
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as handle:
+            raw = handle.read()
+    except (FileNotFoundError, ProcessLookupError):
+        return None
+    # The command name (field 2) may contain spaces and parentheses: split after the last ')'.
+    rest = raw[raw.rindex(b")") + 2 :].split()
+    state, start_ticks = rest[0].decode(), int(rest[19])
+    if _boot_time is None:
+        _boot_time = _linux_boot_time()
+    return state, start_ticks / os.sysconf("SC_CLK_TCK") + _boot_time
+
+
+def create_time(pid: int) -> float | None:
+    """The create time of a live (or zombie) process, None if there is none."""
+    if _IS_LINUX:
+        try:
+            stat = _linux_stat(pid)
+        except OSError:
+            stat = None
+        return stat[1] if stat else None
+    import psutil
+
+    try:
+        return float(psutil.Process(pid).create_time())
+    except (psutil.NoSuchProcess, psutil.AccessDenied):
+        return None
+
+
+def current_identity() -> ProcessIdentity:
+    pid = os.getpid()
+    made = create_time(pid)
+    return ProcessIdentity(pid, made if made is not None else time.time())
+
+
+def is_alive(process: ProcessIdentity) -> bool:
+    """True if the very process (same pid *and* create time) still runs (zombies are dead)."""
+    if _IS_LINUX:
+        try:
+            stat = _linux_stat(process.pid)
+        except OSError:
+            return False
+        return (
+            stat is not None
+            and stat[0] not in ("Z", "X")
+            and abs(stat[1] - process.create_time) < _TOLERANCE
+        )
+    import psutil
+
+    try:
+        proc = psutil.Process(process.pid)
+        return (
+            abs(proc.create_time() - process.create_time) < _TOLERANCE
+            and proc.status() != psutil.STATUS_ZOMBIE
+        )
+    except (psutil.NoSuchProcess, psutil.AccessDenied):
+        return False
+
+
+def _live(proc: psutil.Process) -> bool:
+    import psutil
+
+    try:
+        return proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        return False
+
+
+def collect_tree(root: ProcessIdentity | None, run_id: str) -> list[psutil.Process]:
+    """Every live process that belongs to a run (see the module docstring), never ourselves."""
+    import psutil
+
+    found: dict[int, psutil.Process] = {}
+    me = os.getpid()
+    if root is not None and is_alive(root):
+        try:
+            top = psutil.Process(root.pid)
+            found[top.pid] = top
+            for child in top.children(recursive=True):
+                found[child.pid] = child
+        except psutil.Error:
+            pass
+    for proc in psutil.process_iter():
+        if proc.pid in found or proc.pid == me:
+            continue
+        try:
+            if root is not None and _IS_POSIX and os.getpgid(proc.pid) == root.pid:
+                found[proc.pid] = proc
+                continue
+            if proc.environ().get(MARKER_ENV) == run_id:
+                found[proc.pid] = proc
+        except (psutil.Error, OSError):
+            continue
+    return [proc for proc in found.values() if _live(proc)]
+
+
+def _signal_all(procs: Iterable[psutil.Process], sig: int) -> None:
+    import psutil
+
+    for proc in procs:
+        try:
+            proc.send_signal(sig)
+        except psutil.Error:
+            pass
+
+
+def _wait_gone(procs: list[psutil.Process], timeout: float) -> list[psutil.Process]:
+    """Poll until every process has ended (zombies count as ended); return the survivors.
+
+    Polling rather than psutil.wait_procs: that would reap our own child, which belongs to the
+    thread that waits for it with wait4.
+    """
+    deadline = time.monotonic() + timeout
+    alive = [proc for proc in procs if _live(proc)]
+    while alive and time.monotonic() < deadline:
+        time.sleep(0.05)
+        alive = [proc for proc in alive if _live(proc)]
+    return alive
+
+
+def _signal_group(root: ProcessIdentity | None, sig: int) -> None:
+    if root is None or not _IS_POSIX:
+        return
+    try:
+        os.killpg(root.pid, sig)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def terminate_tree(root: ProcessIdentity | None, run_id: str, grace: float) -> None:
+    """SIGTERM the whole tree, wait up to `grace` seconds, then SIGKILL what is left.
+
+    Elsewhere than POSIX, psutil's terminate()/kill() stand in for the signals.
+    """
+    procs = collect_tree(root, run_id)
+    if not procs:
+        return
+    root_alive = root is not None and is_alive(root)
+    if root_alive:
+        _signal_group(root, signal.SIGTERM)
+    _signal_all(procs, signal.SIGTERM)
+    survivors = _wait_gone(procs, grace) if grace > 0 else procs
+    # Look again: a process may have forked while we waited.
+    late = [p for p in collect_tree(root, run_id) if p.pid not in {s.pid for s in survivors}]
+    kill_tree(survivors + late, root if root_alive else None)
+
+
+def kill_tree(procs: list[psutil.Process], root: ProcessIdentity | None) -> None:
+    kill_signal = getattr(signal, "SIGKILL", signal.SIGTERM)
+    _signal_group(root, kill_signal)
+    _signal_all(procs, kill_signal)
+    _wait_gone(procs, 5.0)

@@ -1,0 +1,124 @@
+"""Ordered, named schema migrations of the run registry.
+
+Each migration runs in one transaction together with the row that records it, so a crash leaves
+the database either before or after a migration, never half-way. `PRAGMA user_version` mirrors the
+number applied, which lets `connect()` skip the migration check with a single read on every call.
+Append new migrations at the end; never edit or reorder released ones.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from btmanager.timeutil import now_iso
+
+
+@dataclass(frozen=True)
+class Migration:
+    name: str
+    apply: Callable[[sqlite3.Connection], None]
+
+
+def _create_runs(db: sqlite3.Connection) -> None:
+    db.execute(
+        """
+        CREATE TABLE runs (
+            seq INTEGER PRIMARY KEY AUTOINCREMENT,
+            run_id TEXT NOT NULL UNIQUE,
+            script_path TEXT NOT NULL,
+            script_resolved TEXT NOT NULL,
+            params TEXT NOT NULL,
+            extra_args TEXT NOT NULL,
+            command TEXT NOT NULL,
+            cwd TEXT NOT NULL,
+            output_dir TEXT NOT NULL,
+            status TEXT NOT NULL,
+            label TEXT,
+            created_at TEXT NOT NULL,
+            started_at TEXT,
+            completed_at TEXT,
+            exit_code INTEGER,
+            error_message TEXT,
+            validation_results TEXT,
+            pid INTEGER,
+            pid_create_time REAL
+        )
+        """
+    )
+    db.execute("CREATE INDEX runs_status ON runs(status)")
+
+
+def _add_queue_and_supervision(db: sqlite3.Connection) -> None:
+    """Detached runs: queue order, limits, supervisor identity and cancel requests."""
+    for column in (
+        "priority INTEGER NOT NULL DEFAULT 0",
+        "detached INTEGER NOT NULL DEFAULT 0",
+        "nice INTEGER",
+        "timeout_seconds REAL",
+        "grace_seconds REAL NOT NULL DEFAULT 5",
+        "validate INTEGER NOT NULL DEFAULT 1",
+        "rules TEXT",
+        "supervisor_pid INTEGER",
+        "supervisor_create_time REAL",
+        "cancel_requested INTEGER NOT NULL DEFAULT 0",
+    ):
+        db.execute(f"ALTER TABLE runs ADD COLUMN {column}")
+    # The queue is read as "queued, highest priority first, then oldest": index that order.
+    db.execute("DROP INDEX runs_status")
+    db.execute("CREATE INDEX runs_status_seq ON runs(status, priority DESC, seq)")
+
+
+def _add_resource_usage_and_log_cache(db: sqlite3.Connection) -> None:
+    for column in (
+        "peak_memory_bytes INTEGER",
+        "cpu_seconds REAL",
+        "log_size INTEGER",
+        "log_lines INTEGER",
+    ):
+        db.execute(f"ALTER TABLE runs ADD COLUMN {column}")
+
+
+MIGRATIONS: tuple[Migration, ...] = (
+    Migration("0001_create_runs", _create_runs),
+    Migration("0002_queue_and_supervision", _add_queue_and_supervision),
+    Migration("0003_resource_usage_and_log_cache", _add_resource_usage_and_log_cache),
+)
+
+LATEST_VERSION = len(MIGRATIONS)
+
+
+def applied_names(db: sqlite3.Connection) -> list[str]:
+    db.execute(
+        "CREATE TABLE IF NOT EXISTS _migrations (name TEXT PRIMARY KEY, applied_at TEXT NOT NULL)"
+    )
+    return [row[0] for row in db.execute("SELECT name FROM _migrations ORDER BY rowid")]
+
+
+def migrate(db: sqlite3.Connection, upto: int = LATEST_VERSION) -> list[str]:
+    """Apply pending migrations (the first `upto` of them); return the names applied now.
+
+    `db` must be in autocommit mode (isolation_level=None): each migration takes the write lock
+    with BEGIN IMMEDIATE, re-checks under the lock (another process may have migrated meanwhile),
+    applies and records itself, and commits.
+    """
+    done_now: list[str] = []
+    for index, migration in enumerate(MIGRATIONS[:upto], start=1):
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            if migration.name in applied_names(db):
+                db.execute("COMMIT")
+                continue
+            migration.apply(db)
+            db.execute(
+                "INSERT INTO _migrations (name, applied_at) VALUES (?, ?)",
+                (migration.name, now_iso()),
+            )
+            db.execute(f"PRAGMA user_version = {index}")
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        done_now.append(migration.name)
+    return done_now

@@ -1,0 +1,81 @@
+"""Run parameters: `-p KEY=VALUE` options and `--params-file` (JSON or TOML), order kept."""
+
+from __future__ import annotations
+
+import json
+import re
+import tomllib
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+from btmanager.errors import UsageError
+
+KEY_PATTERN = re.compile(r"[A-Za-z_][A-Za-z0-9_.-]*")
+
+
+def check_key(key: str, origin: str) -> str:
+    if not KEY_PATTERN.fullmatch(key):
+        raise UsageError(
+            f"Invalid parameter key {key!r} in {origin}: keys must match [A-Za-z_][A-Za-z0-9_.-]*"
+        )
+    return key
+
+
+def parse_assignment(text: str) -> tuple[str, str]:
+    """`KEY=VALUE` -> (KEY, VALUE); the value may contain further '=' and be empty."""
+    if "=" not in text:
+        raise UsageError(f"Invalid parameter {text!r}: expected KEY=VALUE")
+    key, value = text.split("=", 1)
+    return check_key(key, f"-p {text!r}"), value
+
+
+def _scalar_to_text(key: str, value: Any, origin: str) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float, str)):
+        return str(value)
+    if hasattr(value, "isoformat"):  # TOML dates and times
+        return str(value.isoformat())
+    raise UsageError(
+        f"Parameter {key!r} in {origin} must be a string, number or boolean, "
+        f"not {type(value).__name__} (params files are one flat table)"
+    )
+
+
+def load_params_file(path: Path) -> dict[str, str]:
+    """A flat JSON object or TOML table of parameters; TOML for .toml files, else JSON."""
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise UsageError(f"Params file not found: {path}") from None
+    except OSError as exc:
+        raise UsageError(f"Cannot read params file {path}: {exc.strerror or exc}") from None
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        raise UsageError(f"Params file {path} is not UTF-8 text") from None
+    data: Any
+    try:
+        if path.suffix.lower() == ".toml":
+            data = tomllib.loads(text)
+        else:
+            data = json.loads(text)
+    except (tomllib.TOMLDecodeError, json.JSONDecodeError) as exc:
+        kind = "TOML" if path.suffix.lower() == ".toml" else "JSON"
+        raise UsageError(f"Params file {path} is not valid {kind}: {exc}") from None
+    if not isinstance(data, dict):
+        raise UsageError(f"Params file {path} must hold one object of KEY: VALUE pairs")
+    origin = f"params file {path}"
+    return {check_key(str(k), origin): _scalar_to_text(str(k), v, origin) for k, v in data.items()}
+
+
+def merge_params(
+    file_params: Mapping[str, str] | None, assignments: Iterable[str]
+) -> dict[str, str]:
+    """File params first (in file order), then -p options; a -p key overrides in place."""
+    merged = dict(file_params or {})
+    for text in assignments:
+        key, value = parse_assignment(text)
+        merged[key] = value
+    return merged

@@ -1,0 +1,59 @@
+"""Crash-proof status: no run stays `running` after the process that watched it died.
+
+Called at the start of every `bt` command (and periodically by workers). A running run whose
+supervisor (checked by pid *and* create time) is gone is either still alive as a script (left
+`running`, cancellable, and ended if it outlives its time-out or a cancel request) or finished
+unseen, and then it becomes `failed` with what was found.
+"""
+
+from __future__ import annotations
+
+from btmanager.execution import Backend
+from btmanager.runfile import write_run_file
+from btmanager.store import CANCELLED, FAILED, RUNNING, ProcessIdentity, Registry, Run
+from btmanager.timeutil import parse_iso, utcnow
+
+
+def _identity(pid: int | None, made: float | None) -> ProcessIdentity | None:
+    return ProcessIdentity(pid, made) if pid is not None and made is not None else None
+
+
+def _overdue(run: Run) -> bool:
+    started = parse_iso(run.started_at)
+    if run.timeout_seconds is None or started is None:
+        return False
+    return (utcnow() - started).total_seconds() > run.timeout_seconds
+
+
+def reconcile(registry: Registry, backend: Backend) -> list[str]:
+    """Settle runs whose supervisor died; return the ids whose status changed."""
+    changed: list[str] = []
+    for run in registry.runs_with_status(RUNNING):
+        supervisor = _identity(run.supervisor_pid, run.supervisor_create_time)
+        if supervisor is not None and backend.is_alive(supervisor):
+            continue
+        script = _identity(run.pid, run.pid_create_time)
+        if script is not None and backend.is_alive(script):
+            # Nobody watches this script any more: act on what its watcher would have.
+            if run.cancel_requested:
+                backend.terminate(script, run.run_id, run.grace_seconds)
+                status, message = CANCELLED, "cancelled by user (supervisor had died)"
+            elif _overdue(run):
+                backend.terminate(script, run.run_id, run.grace_seconds)
+                status = FAILED
+                message = f"timed out after {run.timeout_seconds:g} s (supervisor had died)"
+            else:
+                continue
+        elif script is None:
+            status = FAILED
+            message = f"supervisor (pid {run.supervisor_pid}) died before the script started"
+        else:
+            status = FAILED
+            message = (
+                f"supervisor died; exit status unknown (supervisor pid {run.supervisor_pid} "
+                f"and script pid {run.pid} are no longer running)"
+            )
+        if registry.finish(run.run_id, status, message):
+            changed.append(run.run_id)
+            write_run_file(registry.get(run.run_id))
+    return changed

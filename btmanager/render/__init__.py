@@ -1,0 +1,1 @@
+"""Rendering of core results for people (Rich) and machines (JSON); nothing else prints."""

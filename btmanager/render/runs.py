@@ -1,0 +1,189 @@
+"""Rich rendering of runs: status panels, tables, listings, and the live foreground view."""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Iterable
+from pathlib import Path
+from typing import IO, Any
+
+from rich import box
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+
+from btmanager.render.common import (
+    human_bytes,
+    human_duration,
+    short_time,
+    styled_status,
+)
+from btmanager.runner import elapsed_since
+from btmanager.store import Run
+
+
+def status_table(run: Run) -> Table:
+    table = Table.grid(padding=(0, 2))
+    table.add_column(style="bold")
+    table.add_column()
+    duration = run.duration_seconds
+    if duration is None and run.status == "running":
+        duration = elapsed_since(run.started_at)
+    rows: list[tuple[str, str]] = [
+        ("Run", run.run_id),
+        ("Status", styled_status(run.status)),
+        ("Script", escape(run.script_path)),
+        ("Params", escape(" ".join(f"{k}={v}" for k, v in run.params.items()) or "-")),
+    ]
+    if run.label:
+        rows.append(("Label", escape(run.label)))
+    rows += [
+        ("Created", short_time(run.created_at)),
+        ("Started", short_time(run.started_at)),
+        ("Finished", short_time(run.completed_at)),
+        ("Duration", human_duration(duration)),
+        ("Exit code", "-" if run.exit_code is None else str(run.exit_code)),
+        ("PID", "-" if run.pid is None else str(run.pid)),
+        ("Peak memory", human_bytes(run.peak_memory_bytes)),
+        ("CPU time", human_duration(run.cpu_seconds)),
+        ("Output", escape(run.output_dir)),
+    ]
+    if run.priority:
+        rows.append(("Priority", str(run.priority)))
+    if run.error_message:
+        rows.append(("Error", f"[red]{escape(run.error_message)}[/]"))
+    results = run.validation_results
+    if results:
+        verdict = "[green]valid[/]" if results.get("valid") else "[red]invalid[/]"
+        errors, warnings = len(results.get("errors", [])), len(results.get("warnings", []))
+        rows.append(("Validation", f"{verdict} ({errors} errors, {warnings} warnings)"))
+    elif not run.validate:
+        rows.append(("Validation", "skipped (--no-validate)"))
+    for name, value in rows:
+        table.add_row(name, value)
+    return table
+
+
+def render_status(run: Run, console: Console) -> None:
+    console.print(status_table(run))
+
+
+def render_list(total: int, runs: list[Run], console: Console) -> None:
+    if not runs:
+        console.print(f"No runs ({total} match).")
+        return
+    with_labels = any(run.label for run in runs)
+    table = Table(title=f"{len(runs)} of {total} runs", title_justify="left", box=box.SIMPLE_HEAD)
+    columns = ["Run", "Status", "Script", *(["Label"] if with_labels else []), "Created"]
+    for column in columns:
+        wraps = column in ("Label", "Script")
+        table.add_column(column, no_wrap=not wraps, min_width=8 if wraps else None)
+    table.add_column("Duration", no_wrap=True, justify="right")
+    table.add_column("Exit", no_wrap=True, justify="right")
+    for run in runs:
+        duration = run.duration_seconds
+        if duration is None and run.status == "running":
+            duration = elapsed_since(run.started_at)
+        cells = [run.run_id, styled_status(run.status), escape(Path(run.script_path).name)]
+        if with_labels:
+            cells.append(escape(run.label or ""))
+        cells += [
+            short_time(run.created_at)[:16],
+            human_duration(duration),
+            "" if run.exit_code is None else str(run.exit_code),
+        ]
+        table.add_row(*cells)
+    console.print(table)
+
+
+def render_files(listing: dict[str, Any], console: Console) -> None:
+    files = listing["files"]
+    table = Table(title=escape(listing["output_dir"]), title_justify="left", box=box.SIMPLE_HEAD)
+    table.add_column("File")
+    table.add_column("Size", justify="right")
+    table.add_column("Modified")
+    for item in files:
+        table.add_row(escape(item["name"]), human_bytes(item["size"]), short_time(item["modified"]))
+    console.print(table)
+
+
+def render_health(health: dict[str, Any], console: Console) -> None:
+    console.print(
+        f"[green]{health['status']}[/]: {health['active_runs']} running, "
+        f"{health['queued_runs']} queued (limit {health['max_parallel']}); "
+        f"registry {escape(health['registry'])}"
+    )
+
+
+def write_lines(lines: Iterable[str], stream: IO[str] | None = None) -> None:
+    """Log lines verbatim (no markup interpretation), flushed as they come."""
+    out = stream or sys.stdout
+    for line in lines:
+        out.write(line + "\n")
+        out.flush()
+
+
+class LiveRunView:
+    """Mirrors a foreground run's output and keeps an elapsed-time line under it.
+
+    The status line is drawn only on a terminal without NO_COLOR; otherwise output is copied
+    byte for byte. Output is written straight to the stdout buffer (not through Rich), so a
+    script that prints gigabytes costs little memory and time.
+    """
+
+    def __init__(self, console: Console, live_line: bool) -> None:
+        self.console = console
+        self.live_line = live_line
+        self.out = sys.stdout.buffer
+        self.run_id = ""
+        self._line_shown = False
+        self._at_line_start = True
+        self._last_draw = 0.0
+        self._elapsed = 0.0
+
+    def started(self, run: Run) -> None:
+        self.run_id = run.run_id
+        self.console.print(
+            f"[bold]bt[/] run [cyan]{run.run_id}[/] started: {escape(' '.join(run.command))}",
+            soft_wrap=True,
+        )
+        self.console.file.flush()
+
+    def _clear_line(self) -> None:
+        if self._line_shown:
+            self.out.write(b"\r\x1b[2K")
+            self._line_shown = False
+
+    def _draw_line(self) -> None:
+        if not self.live_line or not self._at_line_start:
+            return
+        text = f"\x1b[2m⏱ running {human_duration(self._elapsed)} · {self.run_id}\x1b[0m"
+        self.out.write(b"\r\x1b[2K" + text.encode())
+        self.out.flush()
+        self._line_shown = True
+        self._last_draw = time.monotonic()
+
+    def output(self, data: bytes) -> None:
+        self._clear_line()
+        self.out.write(data)
+        self._at_line_start = data.endswith(b"\n")
+        self.out.flush()
+        self._draw_line()
+
+    def tick(self, elapsed: float) -> None:
+        self._elapsed = elapsed
+        if self.live_line and time.monotonic() - self._last_draw >= 0.5:
+            self._draw_line()
+
+    def stopping(self, reason: str) -> None:
+        self._clear_line()
+        self.out.flush()
+        self.console.print(f"[yellow]Stopping the run: {escape(reason)}[/]")
+        self.console.file.flush()
+
+    def finished(self) -> None:
+        self._clear_line()
+        if not self._at_line_start:
+            self.out.write(b"\n")
+        self.out.flush()

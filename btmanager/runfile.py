@@ -1,0 +1,44 @@
+"""`run.json`: what a run did, readable from its folder alone (the folder is the source of truth).
+
+Written when the run starts and again when it ends (atomically: temp file + rename), so a reader
+never sees half a file and the folder tells the story even without the registry.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from btmanager import __version__
+from btmanager.store import Run
+
+RUN_FILE = "run.json"
+
+
+def write_run_file(run: Run) -> None:
+    """Best effort: a run folder the script deleted or made read-only must not crash `bt`."""
+    folder = Path(run.output_dir)
+    document: dict[str, Any] = {
+        **run.to_status_dict(),
+        "bt_version": __version__,
+        "nice": run.nice,
+        "grace_seconds": run.grace_seconds,
+        "validate": run.validate,
+        "supervisor_pid": run.supervisor_pid,
+    }
+    try:
+        temp = folder / f".{RUN_FILE}.{os.getpid()}.tmp"
+        temp.write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
+        os.replace(temp, folder / RUN_FILE)
+    except OSError:
+        pass
+
+
+def read_run_file(folder: Path) -> dict[str, Any] | None:
+    try:
+        data = json.loads((folder / RUN_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    return data if isinstance(data, dict) else None

@@ -1,0 +1,295 @@
+"""The core operations behind every `bt` command, returning plain data and never printing.
+
+The CLI renders what these return (Rich or JSON); a later HTTP layer (`bt serve`) can call the
+same methods and return the same JSON shapes, which are the guide's API shapes.
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from btmanager.errors import NotFoundError, UsageError
+from btmanager.execution import Backend, Outcome, default_backend
+from btmanager.logs import LOG_FILE, count_lines, split_lines, tail_lines
+from btmanager.reconcile import reconcile
+from btmanager.results import ResultFile, list_files, safe_path
+from btmanager.runner import (
+    DEFAULT_DETACHED_NICE,
+    RunObserver,
+    RunRequest,
+    StopRequest,
+    create_run,
+    decide_status,
+    supervise,
+)
+from btmanager.settings import Settings
+from btmanager.store import FINAL_STATUSES, QUEUED, RUNNING, STATUSES, Registry, Run
+from btmanager.timeutil import now_iso
+from btmanager.worker import Worker, ensure_worker
+
+if TYPE_CHECKING:
+    from btmanager.validate import Report
+
+_WAIT_POLL = 0.2
+
+
+@dataclass
+class LogTail:
+    run_id: str
+    lines: list[str]
+    total_lines: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"run_id": self.run_id, "lines": self.lines, "total_lines": self.total_lines}
+
+
+@dataclass
+class CancelResult:
+    success: bool
+    message: str
+    run: Run
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"success": self.success, "message": self.message}
+
+
+@dataclass
+class Listing:
+    run: Run
+    files: list[ResultFile]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "run_id": self.run.run_id,
+            "output_dir": self.run.output_dir,
+            "files": [item.to_dict() for item in self.files],
+        }
+
+
+@dataclass
+class ValidationOutcome:
+    report: Report
+    name: str  # the run id, or the folder validated
+    run: Run | None
+
+
+class Service:
+    """One per command invocation; opens the registry on first use."""
+
+    def __init__(
+        self, settings: Settings, backend: Backend | None = None, spawn_workers: bool = True
+    ) -> None:
+        self.settings = settings
+        self.backend = backend or default_backend()
+        # Workers themselves must not spawn workers on start-up (that would chain forever).
+        self.spawn_workers = spawn_workers
+        self._registry: Registry | None = None
+
+    @property
+    def registry(self) -> Registry:
+        if self._registry is None:
+            self._registry = Registry(self.settings.db_path)
+            # Housekeeping every command does: settle runs whose watcher died, and make sure
+            # queued runs have something to execute them (e.g. after a reboot).
+            reconcile(self._registry, self.backend)
+            if self.spawn_workers:
+                ensure_worker(self.settings, self._registry)
+        return self._registry
+
+    def close(self) -> None:
+        if self._registry is not None:
+            self._registry.close()
+            self._registry = None
+
+    # --- runs ---------------------------------------------------------------------------
+
+    def run_foreground(
+        self, request: RunRequest, observer: RunObserver, stop: StopRequest
+    ) -> Run:
+        registry = self.registry
+        run = create_run(
+            self.settings, registry, request, detached=False, supervisor=self.backend.current()
+        )
+        try:
+            return supervise(registry, run, self.backend, observer, stop)
+        finally:
+            # This run's slot is free again: queued runs may start now.
+            ensure_worker(self.settings, registry)
+
+    def submit(self, request: RunRequest) -> Run:
+        if request.nice is None:
+            request.nice = DEFAULT_DETACHED_NICE
+        registry = self.registry
+        run = create_run(self.settings, registry, request, detached=True)
+        ensure_worker(self.settings, registry)
+        return run
+
+    def status(self, ref: str) -> Run:
+        return self.registry.resolve(ref)
+
+    def list_runs(
+        self, status: str | None, script: str | None, limit: int
+    ) -> tuple[int, list[Run]]:
+        if status is not None and status not in STATUSES:
+            raise UsageError(f"Unknown status {status!r}; expected one of {', '.join(STATUSES)}")
+        if limit < 0:
+            raise UsageError("--limit must be 0 or more")
+        return self.registry.list_runs(status, script, limit)
+
+    def health(self) -> dict[str, Any]:
+        counts = self.registry.count_by_status()
+        return {
+            "status": "healthy",
+            "timestamp": now_iso(),
+            "active_runs": counts[RUNNING],
+            "queued_runs": counts[QUEUED],
+            "registry": str(self.settings.db_path),
+            "results_dir": str(self.settings.results_dir),
+            "max_parallel": self.settings.max_parallel,
+        }
+
+    def cancel(self, ref: str, grace: float) -> CancelResult:
+        registry = self.registry
+        run = registry.resolve(ref)
+        if registry.cancel_queued(run.run_id):
+            return CancelResult(True, "Run cancelled", registry.get(run.run_id))
+        if registry.request_cancel(run.run_id):
+            current = registry.get(run.run_id)
+            script = None
+            if current.pid is not None and current.pid_create_time is not None:
+                from btmanager.store import ProcessIdentity
+
+                script = ProcessIdentity(current.pid, current.pid_create_time)
+            self.backend.terminate(script, current.run_id, grace)
+            # The run's own watcher records the outcome as `cancelled`; if it is gone, we do.
+            registry.finish(current.run_id, "cancelled", "cancelled by user")
+            return CancelResult(True, "Run cancelled", registry.get(run.run_id))
+        current = registry.get(run.run_id)
+        return CancelResult(False, f"Run already {current.status}", current)
+
+    def wait(self, refs: Sequence[str], timeout: float | None) -> tuple[list[Run], bool]:
+        """Block until every run is final; (runs, timed_out)."""
+        registry = self.registry
+        ids = [registry.resolve(ref).run_id for ref in refs]
+        deadline = None if timeout is None else time.monotonic() + timeout
+        next_reconcile = time.monotonic() + 2.0
+        while True:
+            runs = [registry.get(run_id) for run_id in ids]
+            if all(run.status in FINAL_STATUSES for run in runs):
+                return runs, False
+            if deadline is not None and time.monotonic() >= deadline:
+                return runs, True
+            if time.monotonic() >= next_reconcile:
+                reconcile(registry, self.backend)
+                ensure_worker(self.settings, registry)
+                next_reconcile = time.monotonic() + 2.0
+            time.sleep(_WAIT_POLL)
+
+    # --- logs and files -------------------------------------------------------------------
+
+    def _log_path(self, run: Run) -> Path:
+        return Path(run.output_dir) / LOG_FILE
+
+    def logs(self, ref: str, lines: int) -> LogTail:
+        if lines < 0:
+            raise UsageError("--lines must be 0 or more")
+        registry = self.registry
+        run = registry.resolve(ref)
+        path = self._log_path(run)
+        if not path.exists():
+            return LogTail(run.run_id, [], 0)
+        try:
+            reader = count_lines(path, run.log_size, run.log_lines)
+            tail = tail_lines(path, lines)
+        except OSError as exc:
+            raise NotFoundError(f"Cannot read {path}: {exc.strerror or exc}") from None
+        if reader.offset != run.log_size:
+            try:
+                registry.set_log_cache(run.run_id, reader.offset, reader.lines)
+            except Exception:  # noqa: BLE001 - the cache is an optimisation only
+                pass
+        return LogTail(run.run_id, tail, reader.lines)
+
+    def follow(self, ref: str, lines: int) -> Iterator[str]:
+        """The last `lines` lines, then new lines as they are written, until the run ends."""
+        registry = self.registry
+        run = registry.resolve(ref)
+        path = self._log_path(run)
+        while not path.exists() and registry.get(run.run_id).status in (QUEUED, RUNNING):
+            time.sleep(_WAIT_POLL)
+        if not path.exists():
+            return
+        yield from tail_lines(path, lines)
+        reader = count_lines(path, None, None) if lines else None
+        offset = reader.offset if reader else path.stat().st_size
+        from btmanager.logs import LogReader
+
+        follower = LogReader(path, offset)
+        pending = b""
+        while True:
+            finished = registry.get(run.run_id).status in FINAL_STATUSES
+            for chunk in follower.read_new():
+                complete, pending = split_lines(pending + chunk)
+                yield from complete
+            if finished:
+                break
+            time.sleep(_WAIT_POLL)
+        if pending:
+            yield pending.decode("utf-8", errors="replace")
+
+    def results(self, ref: str) -> Listing:
+        run = self.registry.resolve(ref)
+        return Listing(run, list_files(Path(run.output_dir)))
+
+    def result_file(self, ref: str, name: str) -> Path:
+        run = self.registry.resolve(ref)
+        return safe_path(Path(run.output_dir), name)
+
+    @staticmethod
+    def copy_result(source: Path, destination: Path) -> int:
+        """Copy a result file to a path (atomically: temp file then rename)."""
+        temp = destination.with_name(f".{destination.name}.bt-partial")
+        try:
+            with open(source, "rb") as reader, open(temp, "wb") as writer:
+                shutil.copyfileobj(reader, writer, 1024 * 1024)
+            temp.replace(destination)
+        except OSError as exc:
+            temp.unlink(missing_ok=True)
+            raise UsageError(f"Cannot write {destination}: {exc.strerror or exc}") from None
+        return destination.stat().st_size
+
+    # --- validation -----------------------------------------------------------------------
+
+    def validate(self, target: str, rules_file: Path | None, cwd: Path) -> ValidationOutcome:
+        """Validate a directory, or a run (storing the result; its status may follow)."""
+        from btmanager.rules import Rules, load_rules
+        from btmanager.validate import validate_dir
+
+        rules = load_rules(rules_file, cwd)
+        folder = Path(target)
+        if folder.is_dir():
+            return ValidationOutcome(validate_dir(folder, rules), str(folder), None)
+        registry = self.registry
+        run = registry.resolve(target)
+        if rules is None and run.rules is not None:
+            rules = Rules.from_dict(run.rules)
+        report = validate_dir(Path(run.output_dir), rules, run.params)
+        new_status, error = None, None
+        # Only a finished run that exited 0 and failed (if at all) for its output follows.
+        follows = run.error_message is None or run.error_message.startswith("validation errors")
+        if run.status in ("completed", "failed") and run.exit_code == 0 and follows:
+            new_status, error = decide_status(Outcome(0, None, None), report.to_dict(), None)
+        registry.store_validation(run.run_id, report.to_dict(), new_status, error)
+        return ValidationOutcome(report, run.run_id, registry.get(run.run_id))
+
+    # --- queue ------------------------------------------------------------------------------
+
+    def worker(self, slots: int, idle_exit: float | None, drain: bool) -> Worker:
+        self.registry  # noqa: B018 - migrate and reconcile before the threads start
+        limit = slots if not drain else self.settings.max_parallel
+        return Worker(self.settings, self.backend, slots, limit, idle_exit, drain)

@@ -1,0 +1,35 @@
+"""Timestamps and run ids. All times are UTC; JSON carries ISO 8601 with the offset."""
+
+from __future__ import annotations
+
+import secrets
+from datetime import UTC, datetime
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def iso(moment: datetime) -> str:
+    return moment.isoformat(timespec="milliseconds")
+
+
+def now_iso() -> str:
+    return iso(utcnow())
+
+
+def parse_iso(text: str | None) -> datetime | None:
+    return datetime.fromisoformat(text) if text else None
+
+
+def new_run_id(moment: datetime | None = None) -> str:
+    """`YYYYMMDD_HHMMSS_xxxxxxxx`: UTC second plus 32 random bits (the registry enforces uniqueness)."""
+    stamp = (moment or utcnow()).strftime("%Y%m%d_%H%M%S")
+    return f"{stamp}_{secrets.token_hex(4)}"
+
+
+def seconds_between(start: str | None, end: str | None) -> float | None:
+    begin, finish = parse_iso(start), parse_iso(end)
+    if begin is None or finish is None:
+        return None
+    return round((finish - begin).total_seconds(), 3)

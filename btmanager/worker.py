@@ -1,0 +1,150 @@
+"""Executing the queue: on-demand drain workers and the foreground `bt worker`.
+
+No long-running command is asked of the user. Whenever a run is queued, or a slot frees up, and
+a queued run could start, `ensure_worker` spawns a detached worker in its own session; the worker
+claims runs one at a time (an atomic registry transaction, see `Registry.claim_next`) until none
+can be claimed, then exits. Surplus workers find nothing to claim and exit at once; a run is
+never stranded, because every worker re-claims after each run it finishes.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+from btmanager.execution import Backend
+from btmanager.reconcile import reconcile
+from btmanager.runner import StopRequest, supervise
+from btmanager.settings import Settings
+from btmanager.store import Registry
+
+WORKER_LOG = ".bt-worker.log"
+_IDLE_POLL = 0.5
+_RECONCILE_EVERY = 5.0
+
+
+def spawn_worker(settings: Settings) -> None:
+    """Start a detached drain worker that outlives this process, its terminal and its group."""
+    argv = [
+        sys.executable,
+        "-m",
+        "btmanager",
+        "--results-dir",
+        str(settings.results_dir),
+        "worker",
+        "--drain",
+        "--max-parallel",
+        str(settings.max_parallel),
+    ]
+    env = dict(os.environ)
+    env["BT_DB"] = str(settings.db_path)
+    kwargs: dict[str, object] = {}
+    if os.name == "posix":
+        kwargs["start_new_session"] = True
+    else:
+        flags = getattr(subprocess, "DETACHED_PROCESS", 0)
+        kwargs["creationflags"] = flags | getattr(subprocess, "CREATE_NEW_PROCESS_GROUP", 0)
+    with open(settings.results_dir / WORKER_LOG, "ab") as log:
+        subprocess.Popen(  # noqa: S603 - argv list of our own interpreter and module
+            argv,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            close_fds=True,
+            cwd=str(settings.results_dir),
+            env=env,
+            **kwargs,  # type: ignore[call-overload]
+        )
+
+
+def ensure_worker(settings: Settings, registry: Registry) -> bool:
+    """Spawn a drain worker if a queued run could start now. Returns whether one was spawned."""
+    if registry.has_claimable(settings.max_parallel):
+        spawn_worker(settings)
+        return True
+    return False
+
+
+class Worker:
+    """Claims and supervises queued runs in `slots` threads, each with its own connection."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        backend: Backend,
+        slots: int,
+        limit: int,
+        idle_exit: float | None,
+        drain: bool,
+    ) -> None:
+        self.settings, self.backend = settings, backend
+        self.slots, self.limit = slots, limit
+        self.idle_exit, self.drain = idle_exit, drain
+        self.identity = backend.current()
+        self.stop = StopRequest()
+        self._stops: list[StopRequest] = []
+        self._lock = threading.Lock()
+        self._last_busy = time.monotonic()
+
+    def request_stop(self, reason: str) -> None:
+        """Stop claiming, and end the runs in progress (a second request forces them)."""
+        self.stop.request(reason)
+        with self._lock:
+            for run_stop in self._stops:
+                run_stop.request(reason)
+
+    def run(self) -> None:
+        threads = [
+            threading.Thread(target=self._slot, name=f"slot-{n}", daemon=True)
+            for n in range(self.slots)
+        ]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            while thread.is_alive():
+                thread.join(0.2)  # short joins keep the main thread responsive to signals
+
+    def _slot(self) -> None:
+        with Registry(self.settings.db_path) as registry:
+            next_reconcile = 0.0
+            while not self.stop.requested.is_set():
+                now = time.monotonic()
+                if now >= next_reconcile:
+                    reconcile(registry, self.backend)
+                    next_reconcile = now + _RECONCILE_EVERY
+                run = registry.claim_next(self.limit, self.identity)
+                if run is not None:
+                    self._supervise(registry, run.run_id)
+                    continue
+                if self.drain or self._idle_for_long(registry):
+                    return
+                self.stop.requested.wait(_IDLE_POLL)
+
+    def _supervise(self, registry: Registry, run_id: str) -> None:
+        run_stop = StopRequest()
+        with self._lock:
+            self._stops.append(run_stop)
+        try:
+            supervise(registry, registry.get(run_id), self.backend, stop=run_stop)
+        finally:
+            with self._lock:
+                self._stops.remove(run_stop)
+                self._last_busy = time.monotonic()
+
+    def _idle_for_long(self, registry: Registry) -> bool:
+        if self.idle_exit is None:
+            return False
+        counts = registry.count_by_status()
+        with self._lock:
+            if counts["queued"] or counts["running"] or self._stops:
+                self._last_busy = time.monotonic()
+                return False
+            return time.monotonic() - self._last_busy >= self.idle_exit
+
+
+def worker_log_path(settings: Settings) -> Path:
+    return settings.results_dir / WORKER_LOG
