@@ -15,6 +15,7 @@ from typer.main import get_command
 
 from btmanager import exitcodes
 from btmanager.app import app
+
 # Importing the command modules registers their commands, in the order `bt --help` lists them.
 from btmanager.commands import run  # noqa: F401 # isort: skip
 from btmanager.commands import inspect  # noqa: F401 # isort: skip

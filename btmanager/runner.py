@@ -224,7 +224,8 @@ def validate_run_folder(run: Run) -> dict[str, Any]:
 
     rules = Rules.from_dict(run.rules) if run.rules is not None else None
     try:
-        return validate_dir(Path(run.output_dir), rules, run.params).to_dict()
+        report: dict[str, Any] = validate_dir(Path(run.output_dir), rules, run.params).to_dict()
+        return report
     except BtError as exc:  # e.g. the script removed its own output folder
         return {"valid": False, "errors": [str(exc)], "warnings": [], "file_checks": {}}
 

@@ -211,7 +211,7 @@ class Service:
         if reader.offset != run.log_size:
             try:
                 registry.set_log_cache(run.run_id, reader.offset, reader.lines)
-            except Exception:  # noqa: BLE001 - the cache is an optimisation only
+            except Exception:
                 pass
         return LogTail(run.run_id, tail, reader.lines)
 

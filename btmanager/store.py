@@ -141,7 +141,7 @@ class Run:
                 values[name] = json.loads(values[name])
         for name in cls._BOOL_COLUMNS:
             values[name] = bool(values[name])
-        return cls(**{f.name: values.get(f.name) for f in fields(cls)})
+        return cls(**{f.name: values.get(f.name) for f in fields(cls)})  # type: ignore[arg-type]
 
     @property
     def is_final(self) -> bool:

@@ -49,7 +49,7 @@ def run(
     ] = None,
     param: Annotated[
         list[str] | None,
-        typer.Option("--param", "-p", help="KEY=VALUE, passed as --KEY VALUE. Repeatable."),
+        typer.Option("--param", "-p", help="KEY=VALUE, passed to the script as --KEY VALUE."),
     ] = None,
     params_file: Annotated[
         Path | None,

@@ -1,0 +1,125 @@
+"""Every user mistake ends in one `Error:` line on stderr and exit 2, nothing on stdout."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import BtRunner
+from tests.scripts import NO_OUTPUTS, write
+
+
+def assert_user_error(result: object, *fragments: str) -> None:
+    code, stdout, stderr = result.code, result.stdout, result.stderr  # type: ignore[attr-defined]
+    assert code == 2, (code, stdout, stderr)
+    assert stdout == ""
+    assert stderr.startswith("Error: ") and stderr.count("\n") == 1, stderr
+    assert "Traceback" not in stderr
+    for fragment in fragments:
+        assert fragment in stderr, (fragment, stderr)
+
+
+def _runs_recorded(bt: BtRunner) -> int:
+    result = bt("list", "--json")
+    total: int = result.json()["total"]
+    return total
+
+
+def test_unknown_run(bt: BtRunner) -> None:
+    for command in ("status", "logs", "results", "cancel", "validate"):
+        assert_user_error(bt(command, "20990101_nope", "--json"), "20990101_nope")
+
+
+def test_latest_without_runs(bt: BtRunner) -> None:
+    assert_user_error(bt("status", "latest"), "No runs yet")
+
+
+def test_ambiguous_prefix_lists_candidates(bt: BtRunner) -> None:
+    write(bt.cwd, "s.py", NO_OUTPUTS)
+    ids = [bt("run", "s.py", "--no-validate", "--json").json()["run_id"] for _ in range(2)]
+    common = os.path.commonprefix(ids)  # noqa: RUF071 - a string prefix is meant
+    result = bt("status", common)
+    assert_user_error(result, "ambiguous", ids[0], ids[1])
+
+
+@pytest.mark.parametrize("bad", ["novalue", "=1", "-x=1", "--x=1", "a b=1", "1a=2", ""])
+def test_bad_param_keys(bt: BtRunner, bad: str) -> None:
+    write(bt.cwd, "s.py", NO_OUTPUTS)
+    assert_user_error(bt("run", "s.py", "-p", bad))
+    assert _runs_recorded(bt) == 0
+
+
+def test_missing_script_names_places_searched(bt: BtRunner, tmp_path: Path) -> None:
+    result = bt("run", "ghost.py", "--json", BACKTEST_SCRIPTS_DIR=str(tmp_path / "lib"))
+    assert_user_error(result, "Script not found: ghost.py", str(tmp_path / "lib"))
+    assert _runs_recorded(bt) == 0
+    assert not list(bt.results.glob("run_*"))
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "fragment"),
+    [
+        ("missing.json", None, "not found"),
+        ("bad.json", "{not json", "not valid JSON"),
+        ("bad.toml", "a = [", "not valid TOML"),
+        ("list.json", "[1, 2]", "one object"),
+        ("nested.json", '{"a": {"b": 1}}', "flat table"),
+        ("badkey.json", '{"bad key": 1}', "Invalid parameter key"),
+        ("binary.json", b"\xff\xfe\x00garbage", "not UTF-8"),
+    ],
+)
+def test_unreadable_params_file(
+    bt: BtRunner, name: str, content: str | bytes | None, fragment: str
+) -> None:
+    write(bt.cwd, "s.py", NO_OUTPUTS)
+    if isinstance(content, bytes):
+        (bt.cwd / name).write_bytes(content)
+    elif content is not None:
+        (bt.cwd / name).write_text(content)
+    assert_user_error(bt("run", "s.py", "--params-file", name), fragment)
+
+
+def test_params_file_is_a_directory(bt: BtRunner) -> None:
+    write(bt.cwd, "s.py", NO_OUTPUTS)
+    (bt.cwd / "dir.json").mkdir()
+    assert_user_error(bt("run", "s.py", "--params-file", "dir.json"), "dir.json")
+
+
+def test_corrupt_registry(bt: BtRunner) -> None:
+    bt.results.mkdir()
+    (bt.results / "bt.sqlite3").write_bytes(b"garbage" * 1000)
+    for args in (("list",), ("status", "latest"), ("health", "--json"), ("run", "x.py")):
+        assert_user_error(bt(*args), "corrupt")
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root ignores file permissions")
+def test_read_only_results_folder(bt: BtRunner) -> None:
+    bt.results.mkdir()
+    bt.results.chmod(0o555)
+    write(bt.cwd, "s.py", NO_OUTPUTS)
+    try:
+        assert_user_error(bt("run", "s.py"))
+    finally:
+        bt.results.chmod(0o755)
+
+
+def test_results_folder_is_a_file(bt: BtRunner) -> None:
+    bt.results.write_text("not a folder")
+    write(bt.cwd, "s.py", NO_OUTPUTS)
+    assert_user_error(bt("run", "s.py", "--no-validate"))
+
+
+def test_usage_errors_are_one_line(bt: BtRunner) -> None:
+    assert_user_error(bt("status"), "Missing argument")
+    assert_user_error(bt("list", "--limit", "many"), "many")
+    assert_user_error(bt("frobnicate"), "frobnicate")
+    assert_user_error(bt("list", "--status", "sleeping"), "Unknown status")
+    assert_user_error(bt("run", "s.py", "--timeout", "0"), "--timeout")
+
+
+def test_results_download_needs_file_for_output(bt: BtRunner) -> None:
+    write(bt.cwd, "s.py", NO_OUTPUTS)
+    bt("run", "s.py", "--no-validate")
+    assert_user_error(bt("results", "latest", "-o", "x"), "--output needs a FILE")

@@ -1,0 +1,146 @@
+"""The registry: migrations, concurrency-safe transitions, prefix resolution, bad files."""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from pathlib import Path
+
+import pytest
+
+from btmanager.errors import AmbiguousRunError, NotFoundError, RegistryError
+from btmanager.migrations import LATEST_VERSION, MIGRATIONS, migrate
+from btmanager.store import ProcessIdentity, Registry, connect
+
+
+def _row(run_id: str, status: str = "queued", **extra: object) -> dict[str, object]:
+    row: dict[str, object] = {
+        "run_id": run_id,
+        "script_path": "s.py",
+        "script_resolved": "/x/s.py",
+        "params": {"a": "1"},
+        "extra_args": [],
+        "command": ["python", "s.py"],
+        "cwd": "/x",
+        "output_dir": f"/x/run_{run_id}",
+        "status": status,
+        "created_at": "2026-01-01T00:00:00.000+00:00",
+    }
+    row.update(extra)
+    return row
+
+
+def test_blank_db_is_migrated_and_recorded(tmp_path: Path) -> None:
+    db = connect(tmp_path / "bt.sqlite3")
+    names = [r[0] for r in db.execute("SELECT name FROM _migrations ORDER BY rowid")]
+    assert names == [m.name for m in MIGRATIONS]
+    assert db.execute("PRAGMA user_version").fetchone()[0] == LATEST_VERSION
+    assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    assert db.execute("PRAGMA busy_timeout").fetchone()[0] >= 1000
+
+
+def test_old_schema_is_upgraded_keeping_rows(tmp_path: Path) -> None:
+    path = tmp_path / "bt.sqlite3"
+    old = sqlite3.connect(path, isolation_level=None)
+    migrate(old, upto=1)  # a registry written by the first release
+    old.execute(
+        "INSERT INTO runs (run_id, script_path, script_resolved, params, extra_args, command,"
+        " cwd, output_dir, status, created_at) VALUES ('20260101_000000_aaaaaaaa', 's.py',"
+        " '/s.py', '{}', '[]', '[]', '/', '/r', 'completed', '2026-01-01T00:00:00+00:00')"
+    )
+    old.close()
+    with Registry(path) as registry:
+        run = registry.get("20260101_000000_aaaaaaaa")
+        assert run.status == "completed"
+        assert run.priority == 0 and run.peak_memory_bytes is None
+        applied = [r[0] for r in registry.db.execute("SELECT name FROM _migrations")]
+    assert applied == [m.name for m in MIGRATIONS]
+
+
+def test_migrating_twice_is_a_no_op(tmp_path: Path) -> None:
+    db = connect(tmp_path / "bt.sqlite3")
+    assert migrate(db) == []
+
+
+def test_corrupt_registry_is_a_registry_error(tmp_path: Path) -> None:
+    path = tmp_path / "bt.sqlite3"
+    path.write_bytes(b"this is not a database at all" * 100)
+    with pytest.raises(RegistryError, match="corrupt or not a bt database"):
+        Registry(path)
+
+
+def test_prefix_resolution(tmp_path: Path) -> None:
+    with Registry(tmp_path / "bt.sqlite3") as registry:
+        registry.insert(_row("20260101_000000_aaaa0001"))
+        registry.insert(_row("20260101_000000_aaaa0002"))
+        registry.insert(_row("20260102_000000_bbbb0001"))
+        assert registry.resolve("20260102").run_id == "20260102_000000_bbbb0001"
+        assert registry.resolve("latest").run_id == "20260102_000000_bbbb0001"
+        assert registry.resolve("20260101_000000_aaaa0001").run_id.endswith("0001")
+        with pytest.raises(AmbiguousRunError, match=r"aaaa0001.*aaaa0002|aaaa0002.*aaaa0001"):
+            registry.resolve("20260101")
+        with pytest.raises(NotFoundError):
+            registry.resolve("2027")
+        with pytest.raises(NotFoundError):
+            registry.resolve("%")  # LIKE wildcards are escaped
+
+
+def test_guarded_transitions_have_one_winner(tmp_path: Path) -> None:
+    with Registry(tmp_path / "bt.sqlite3") as registry:
+        registry.insert(_row("r1", status="running"))
+        assert registry.finish("r1", "completed", None, {"exit_code": 0})
+        assert not registry.finish("r1", "failed", "late")
+        assert registry.get("r1").status == "completed"
+        registry.insert(_row("r2", status="running"))
+        assert registry.request_cancel("r2")
+        assert registry.finish("r2", "completed", None)
+        assert registry.get("r2").status == "cancelled"  # a cancel request wins
+        registry.insert(_row("r3"))
+        assert registry.cancel_queued("r3")
+        assert not registry.cancel_queued("r3")
+
+
+def test_concurrent_claims_respect_the_limit(tmp_path: Path) -> None:
+    path = tmp_path / "bt.sqlite3"
+    with Registry(path) as registry:
+        for n in range(40):
+            registry.insert(_row(f"r{n:02d}"))
+    claimed: list[str] = []
+    lock = threading.Lock()
+
+    def claimer() -> None:
+        with Registry(path) as mine:
+            while (run := mine.claim_next(3, ProcessIdentity(1, 1.0))) is not None:
+                with lock:
+                    claimed.append(run.run_id)
+
+    threads = [threading.Thread(target=claimer) for _ in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(claimed) == 3 and len(set(claimed)) == 3
+    assert claimed == sorted(claimed)  # FIFO: the oldest three
+
+
+def test_priority_then_submission_order(tmp_path: Path) -> None:
+    with Registry(tmp_path / "bt.sqlite3") as registry:
+        registry.insert(_row("a"))
+        registry.insert(_row("b", priority=5))
+        registry.insert(_row("c"))
+        registry.insert(_row("d", priority=5))
+        me = ProcessIdentity(1, 1.0)
+        order = [registry.claim_next(10, me).run_id for _ in range(4)]  # type: ignore[union-attr]
+    assert order == ["b", "d", "a", "c"]
+
+
+def test_list_total_ignores_limit_and_filters(tmp_path: Path) -> None:
+    with Registry(tmp_path / "bt.sqlite3") as registry:
+        for n in range(7):
+            registry.insert(_row(f"r{n}", script_path=f"/p/s{n % 2}.py"))
+        total, runs = registry.list_runs(limit=2)
+        assert total == 7 and [r.run_id for r in runs] == ["r6", "r5"]
+        total, runs = registry.list_runs(script="s1.py", limit=50)
+        assert total == 3 and {r.run_id for r in runs} == {"r1", "r3", "r5"}
+        total, _ = registry.list_runs(status="running")
+        assert total == 0
