@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from btmanager import __version__
-from btmanager.service import Service
 from btmanager.settings import Settings
+
+if TYPE_CHECKING:
+    from btmanager.service import Service
 
 app = typer.Typer(
     name="bt",
@@ -55,6 +57,9 @@ def global_options(
 
 
 def service(ctx: typer.Context, spawn_workers: bool = True) -> Service:
+    # Imported here, not at the top: `bt --help` and usage errors never pay for it.
+    from btmanager.service import Service
+
     settings = ctx.obj if isinstance(ctx.obj, Settings) else Settings.resolve()
     svc = Service(settings, spawn_workers=spawn_workers)
     ctx.call_on_close(svc.close)

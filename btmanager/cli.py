@@ -6,12 +6,13 @@ Every failure the user can cause ends here as one `Error: ...` line on stderr an
 
 from __future__ import annotations
 
+import copy
 import os
 import sys
 from collections.abc import Sequence
 
 import typer
-from typer.main import get_command
+from typer.main import get_command, get_command_name
 
 from btmanager import exitcodes
 from btmanager.app import app
@@ -36,12 +37,50 @@ def _fail(message: str, code: int) -> int:
     return code
 
 
+_GLOBAL_WITH_VALUE = ("--results-dir",)
+
+
+def _app_for(args: Sequence[str]) -> typer.Typer:
+    """The app, narrowed to the one command `args` plainly name (`bt [--results-dir D] NAME`).
+
+    Building the Click tree makes Typer inspect every command's signature (~0.5 ms each, about
+    the cost of the whole work of `bt status`); running one command needs only its own.
+    Anything else (`bt --help`, `bt`, `--version`, an unknown name) gets the whole tree, so
+    help and errors are exactly those of the full app.
+    """
+    index = 0
+    while index < len(args):
+        arg = args[index]
+        if arg in _GLOBAL_WITH_VALUE:
+            index += 2
+        elif arg.split("=", 1)[0] in _GLOBAL_WITH_VALUE and "=" in arg:
+            index += 1
+        elif arg.startswith("-"):
+            return app
+        else:
+            break
+    else:
+        return app
+    name = args[index]
+    chosen = [
+        info
+        for info in app.registered_commands
+        if (info.name or get_command_name(info.callback.__name__ if info.callback else "")) == name
+    ]
+    if len(chosen) != 1:
+        return app
+    narrowed = copy.copy(app)
+    narrowed.registered_commands = chosen
+    return narrowed
+
+
 def run_cli(argv: Sequence[str] | None = None) -> int:
     """Run `bt` with `argv` (default: sys.argv[1:]) and return the exit code."""
-    command = get_command(app)
+    args = list(sys.argv[1:] if argv is None else argv)
+    command = get_command(_app_for(args))
     try:
         result = command.main(
-            args=list(sys.argv[1:] if argv is None else argv),
+            args=args,
             prog_name="bt",
             standalone_mode=False,
         )

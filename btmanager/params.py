@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import re
-import tomllib
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -45,6 +44,8 @@ def _scalar_to_text(key: str, value: Any, origin: str) -> str:
 
 def load_params_file(path: Path) -> dict[str, str]:
     """A flat JSON object or TOML table of parameters; TOML for .toml files, else JSON."""
+    import tomllib  # here, not at the top: `bt run` without a params file never needs it
+
     try:
         raw = path.read_bytes()
     except FileNotFoundError:

@@ -8,10 +8,13 @@ unseen, and then it becomes `failed` with what was found.
 
 from __future__ import annotations
 
-from btmanager.execution import Backend
-from btmanager.runfile import write_run_file
+from typing import TYPE_CHECKING
+
 from btmanager.store import CANCELLED, FAILED, RUNNING, ProcessIdentity, Registry, Run
 from btmanager.timeutil import parse_iso, utcnow
+
+if TYPE_CHECKING:
+    from btmanager.execution import Backend
 
 
 def _identity(pid: int | None, made: float | None) -> ProcessIdentity | None:
@@ -32,6 +35,10 @@ def reconcile(registry: Registry, backend: Backend) -> list[str]:
         supervisor = _identity(run.supervisor_pid, run.supervisor_create_time)
         if supervisor is not None and backend.is_alive(supervisor):
             continue
+        # Read again: the list may predate the supervisor's last writes (its script's pid).
+        run = registry.get(run.run_id)
+        if run.status != RUNNING:
+            continue
         script = _identity(run.pid, run.pid_create_time)
         if script is not None and backend.is_alive(script):
             # Nobody watches this script any more: act on what its watcher would have.
@@ -45,6 +52,9 @@ def reconcile(registry: Registry, backend: Backend) -> list[str]:
             else:
                 continue
         elif script is None:
+            # It may have started the script in the instant before it died, too early to record
+            # the pid: end whatever carries the run's marker rather than leave it untracked.
+            backend.terminate(None, run.run_id, run.grace_seconds)
             status = FAILED
             message = f"supervisor (pid {run.supervisor_pid}) died before the script started"
         else:
@@ -54,6 +64,8 @@ def reconcile(registry: Registry, backend: Backend) -> list[str]:
                 f"and script pid {run.pid} are no longer running)"
             )
         if registry.finish(run.run_id, status, message):
+            from btmanager.runfile import write_run_file
+
             changed.append(run.run_id)
             write_run_file(registry.get(run.run_id))
     return changed

@@ -14,14 +14,13 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from btmanager.command import build_argv, build_env, resolve_script
 from btmanager.errors import BtError, StorageError
-from btmanager.execution import Backend, LaunchSpec, Outcome, RunningProcess
 from btmanager.logs import LOG_FILE, LogReader
 from btmanager.runfile import write_run_file
-from btmanager.settings import Settings
+from btmanager.settings import DEFAULT_GRACE, Settings
 from btmanager.store import (
     CANCELLED,
     COMPLETED,
@@ -34,7 +33,10 @@ from btmanager.store import (
 )
 from btmanager.timeutil import new_run_id, now_iso, utcnow
 
-DEFAULT_GRACE = 5.0
+if TYPE_CHECKING:
+    # Annotations only, so `bt` commands that merely import this module skip the backend.
+    from btmanager.execution import Backend, LaunchSpec, Outcome, RunningProcess
+
 DEFAULT_DETACHED_NICE = 10
 _TICK = 0.1  # how often a watcher mirrors new output; the exit itself wakes it at once
 _CANCEL_POLL = 1.0  # how often a watcher looks for a `bt cancel` from another process
@@ -179,6 +181,8 @@ def _remove_empty(folder: Path) -> None:
 
 
 def launch_spec(run: Run, environ: Mapping[str, str] | None = None) -> LaunchSpec:
+    from btmanager.execution import LaunchSpec
+
     output_dir = Path(run.output_dir)
     env = build_env(os.environ if environ is None else environ, run.run_id, output_dir)
     return LaunchSpec(
@@ -309,9 +313,7 @@ def supervise(
     try:
         process = backend.start(launch_spec(run, environ))
     except OSError as exc:
-        registry.finish(
-            run.run_id, FAILED, f"could not start the script: {exc.strerror or exc}"
-        )
+        registry.finish(run.run_id, FAILED, f"could not start the script: {exc.strerror or exc}")
         return _final(registry, run.run_id)
     registry.set_process(run.run_id, process.identity)
     run = registry.get(run.run_id)

@@ -6,7 +6,6 @@ same methods and return the same JSON shapes, which are the guide's API shapes.
 
 from __future__ import annotations
 
-import shutil
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -14,26 +13,18 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from btmanager.errors import NotFoundError, UsageError
-from btmanager.execution import Backend, Outcome, default_backend
-from btmanager.logs import LOG_FILE, count_lines, split_lines, tail_lines
-from btmanager.reconcile import reconcile
-from btmanager.results import ResultFile, list_files, safe_path
-from btmanager.runner import (
-    DEFAULT_DETACHED_NICE,
-    RunObserver,
-    RunRequest,
-    StopRequest,
-    create_run,
-    decide_status,
-    supervise,
-)
 from btmanager.settings import Settings
 from btmanager.store import FINAL_STATUSES, QUEUED, RUNNING, STATUSES, Registry, Run
 from btmanager.timeutil import now_iso
-from btmanager.worker import Worker, ensure_worker
 
+# Every `bt` command builds a Service, most only to read the registry: what only running,
+# tailing or listing files needs is imported where it is used (start-up time, issue 5).
 if TYPE_CHECKING:
+    from btmanager.execution import Backend
+    from btmanager.results import ResultFile
+    from btmanager.runner import RunObserver, RunRequest, StopRequest
     from btmanager.validate import Report
+    from btmanager.worker import Worker
 
 _WAIT_POLL = 0.2
 
@@ -85,18 +76,32 @@ class Service:
         self, settings: Settings, backend: Backend | None = None, spawn_workers: bool = True
     ) -> None:
         self.settings = settings
-        self.backend = backend or default_backend()
+        self._backend = backend
         # Workers themselves must not spawn workers on start-up (that would chain forever).
         self.spawn_workers = spawn_workers
         self._registry: Registry | None = None
 
     @property
+    def backend(self) -> Backend:
+        """Loaded on first use: commands that only read the registry never need it."""
+        if self._backend is None:
+            from btmanager.execution import default_backend
+
+            self._backend = default_backend()
+        return self._backend
+
+    @property
     def registry(self) -> Registry:
         if self._registry is None:
+            from btmanager.reconcile import reconcile
+            from btmanager.worker import ensure_worker
+
             self._registry = Registry(self.settings.db_path)
             # Housekeeping every command does: settle runs whose watcher died, and make sure
             # queued runs have something to execute them (e.g. after a reboot).
-            reconcile(self._registry, self.backend)
+            # (Only running runs can need it; without any, skip loading the execution backend.)
+            if self._registry.runs_with_status(RUNNING):
+                reconcile(self._registry, self.backend)
             if self.spawn_workers:
                 ensure_worker(self.settings, self._registry)
         return self._registry
@@ -108,9 +113,10 @@ class Service:
 
     # --- runs ---------------------------------------------------------------------------
 
-    def run_foreground(
-        self, request: RunRequest, observer: RunObserver, stop: StopRequest
-    ) -> Run:
+    def run_foreground(self, request: RunRequest, observer: RunObserver, stop: StopRequest) -> Run:
+        from btmanager.runner import create_run, supervise
+        from btmanager.worker import ensure_worker
+
         registry = self.registry
         run = create_run(
             self.settings, registry, request, detached=False, supervisor=self.backend.current()
@@ -122,6 +128,9 @@ class Service:
             ensure_worker(self.settings, registry)
 
     def submit(self, request: RunRequest) -> Run:
+        from btmanager.runner import DEFAULT_DETACHED_NICE, create_run
+        from btmanager.worker import ensure_worker
+
         if request.nice is None:
             request.nice = DEFAULT_DETACHED_NICE
         registry = self.registry
@@ -174,6 +183,9 @@ class Service:
 
     def wait(self, refs: Sequence[str], timeout: float | None) -> tuple[list[Run], bool]:
         """Block until every run is final; (runs, timed_out)."""
+        from btmanager.reconcile import reconcile
+        from btmanager.worker import ensure_worker
+
         registry = self.registry
         ids = [registry.resolve(ref).run_id for ref in refs]
         deadline = None if timeout is None else time.monotonic() + timeout
@@ -193,11 +205,15 @@ class Service:
     # --- logs and files -------------------------------------------------------------------
 
     def _log_path(self, run: Run) -> Path:
+        from btmanager.logs import LOG_FILE
+
         return Path(run.output_dir) / LOG_FILE
 
     def logs(self, ref: str, lines: int) -> LogTail:
         if lines < 0:
             raise UsageError("--lines must be 0 or more")
+        from btmanager.logs import count_lines, tail_lines
+
         registry = self.registry
         run = registry.resolve(ref)
         path = self._log_path(run)
@@ -217,6 +233,8 @@ class Service:
 
     def follow(self, ref: str, lines: int) -> Iterator[str]:
         """The last `lines` lines, then new lines as they are written, until the run ends."""
+        from btmanager.logs import count_lines, split_lines, tail_lines
+
         registry = self.registry
         run = registry.resolve(ref)
         path = self._log_path(run)
@@ -243,16 +261,22 @@ class Service:
             yield pending.decode("utf-8", errors="replace")
 
     def results(self, ref: str) -> Listing:
+        from btmanager.results import list_files
+
         run = self.registry.resolve(ref)
         return Listing(run, list_files(Path(run.output_dir)))
 
     def result_file(self, ref: str, name: str) -> Path:
+        from btmanager.results import safe_path
+
         run = self.registry.resolve(ref)
         return safe_path(Path(run.output_dir), name)
 
     @staticmethod
     def copy_result(source: Path, destination: Path) -> int:
         """Copy a result file to a path (atomically: temp file then rename)."""
+        import shutil
+
         temp = destination.with_name(f".{destination.name}.bt-partial")
         try:
             with open(source, "rb") as reader, open(temp, "wb") as writer:
@@ -267,7 +291,9 @@ class Service:
 
     def validate(self, target: str, rules_file: Path | None, cwd: Path) -> ValidationOutcome:
         """Validate a directory, or a run (storing the result; its status may follow)."""
+        from btmanager.execution import Outcome
         from btmanager.rules import Rules, load_rules
+        from btmanager.runner import decide_status
         from btmanager.validate import validate_dir
 
         rules = load_rules(rules_file, cwd)
@@ -285,11 +311,17 @@ class Service:
         if run.status in ("completed", "failed") and run.exit_code == 0 and follows:
             new_status, error = decide_status(Outcome(0, None, None), report.to_dict(), None)
         registry.store_validation(run.run_id, report.to_dict(), new_status, error)
-        return ValidationOutcome(report, run.run_id, registry.get(run.run_id))
+        updated = registry.get(run.run_id)
+        from btmanager.runfile import write_run_file
+
+        write_run_file(updated)  # the folder keeps telling the same story as the registry
+        return ValidationOutcome(report, run.run_id, updated)
 
     # --- queue ------------------------------------------------------------------------------
 
     def worker(self, slots: int, idle_exit: float | None, drain: bool) -> Worker:
+        from btmanager.worker import Worker
+
         self.registry  # noqa: B018 - migrate and reconcile before the threads start
         limit = slots if not drain else self.settings.max_parallel
         return Worker(self.settings, self.backend, slots, limit, idle_exit, drain)

@@ -12,6 +12,9 @@ from pathlib import Path
 
 DEFAULT_RESULTS_DIR = "results"
 REGISTRY_FILENAME = "bt.sqlite3"
+# Seconds between SIGTERM and SIGKILL when a run's tree is ended. Defined here rather than in
+# `runner` so that `bt run`'s option default does not make every command import the runner.
+DEFAULT_GRACE = 5.0
 
 
 @dataclass(frozen=True)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import secrets
+import os
 from datetime import UTC, datetime
 
 
@@ -25,7 +25,8 @@ def parse_iso(text: str | None) -> datetime | None:
 def new_run_id(moment: datetime | None = None) -> str:
     """`YYYYMMDD_HHMMSS_xxxxxxxx`: UTC second plus 32 random bits (the registry enforces uniqueness)."""
     stamp = (moment or utcnow()).strftime("%Y%m%d_%H%M%S")
-    return f"{stamp}_{secrets.token_hex(4)}"
+    # os.urandom is what secrets.token_hex uses; importing secrets loads hashlib (~3 ms).
+    return f"{stamp}_{os.urandom(4).hex()}"
 
 
 def seconds_between(start: str | None, end: str | None) -> float | None:

@@ -14,13 +14,19 @@ import subprocess
 import sys
 import threading
 import time
+import traceback
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from btmanager.execution import Backend
 from btmanager.reconcile import reconcile
-from btmanager.runner import StopRequest, supervise
+from btmanager.runfile import write_run_file
 from btmanager.settings import Settings
-from btmanager.store import Registry
+from btmanager.store import FAILED, ProcessIdentity, Registry
+
+if TYPE_CHECKING:
+    # Every command calls `ensure_worker`; only a worker needs the runner (start-up time).
+    from btmanager.execution import Backend
+    from btmanager.runner import StopRequest
 
 WORKER_LOG = ".bt-worker.log"
 _IDLE_POLL = 0.5
@@ -42,6 +48,10 @@ def spawn_worker(settings: Settings) -> None:
     ]
     env = dict(os.environ)
     env["BT_DB"] = str(settings.db_path)
+    # A run's script may itself submit runs: the worker it spawns serves the whole queue and
+    # must not carry that run's marker, or cancelling the run would end the worker too.
+    env.pop("BACKTEST_RUN_ID", None)  # execution.proctree.MARKER_ENV (not imported: start-up)
+    env.pop("BACKTEST_OUTPUT_DIR", None)
     kwargs: dict[str, object] = {}
     if os.name == "posix":
         kwargs["start_new_session"] = True
@@ -49,7 +59,7 @@ def spawn_worker(settings: Settings) -> None:
         flags = getattr(subprocess, "DETACHED_PROCESS", 0)
         kwargs["creationflags"] = flags | getattr(subprocess, "CREATE_NEW_PROCESS_GROUP", 0)
     with open(settings.results_dir / WORKER_LOG, "ab") as log:
-        subprocess.Popen(  # noqa: S603 - argv list of our own interpreter and module
+        subprocess.Popen(
             argv,
             stdin=subprocess.DEVNULL,
             stdout=log,
@@ -84,6 +94,8 @@ class Worker:
         self.settings, self.backend = settings, backend
         self.slots, self.limit = slots, limit
         self.idle_exit, self.drain = idle_exit, drain
+        from btmanager.runner import StopRequest
+
         self.identity = backend.current()
         self.stop = StopRequest()
         self._stops: list[StopRequest] = []
@@ -125,15 +137,37 @@ class Worker:
                 self.stop.requested.wait(_IDLE_POLL)
 
     def _supervise(self, registry: Registry, run_id: str) -> None:
+        from btmanager.runner import StopRequest, supervise
+
         run_stop = StopRequest()
         with self._lock:
             self._stops.append(run_stop)
         try:
             supervise(registry, registry.get(run_id), self.backend, stop=run_stop)
+        except Exception as exc:  # a bug in one run must not strand it or the slot
+            self._fail_run(registry, run_id, exc)
         finally:
             with self._lock:
                 self._stops.remove(run_stop)
                 self._last_busy = time.monotonic()
+
+    def _fail_run(self, registry: Registry, run_id: str, exc: Exception) -> None:
+        """End what is left of the run's tree and fail it; the traceback goes to the worker's log
+        (`.bt-worker.log` for drain workers). Without this the run would stay `running` for as
+        long as this worker lives, since its supervisor is alive."""
+        traceback.print_exc()
+        sys.stderr.flush()
+        try:
+            run = registry.get(run_id)
+            script = None
+            if run.pid is not None and run.pid_create_time is not None:
+                script = ProcessIdentity(run.pid, run.pid_create_time)
+            self.backend.terminate(script, run_id, run.grace_seconds)
+            message = f"internal error while supervising the run: {type(exc).__name__}: {exc}"
+            if registry.finish(run_id, FAILED, message):
+                write_run_file(registry.get(run_id))
+        except Exception:  # e.g. the registry stayed locked; reconciliation settles it
+            traceback.print_exc()
 
     def _idle_for_long(self, registry: Registry) -> bool:
         if self.idle_exit is None:

@@ -85,8 +85,14 @@ def results(
     if output is not None:
         size = svc.copy_result(source, output)
         if json_output:
-            emit_json({"run_id": svc.status(run_id).run_id, "file": file, "output": str(output),
-                       "size": size})
+            emit_json(
+                {
+                    "run_id": svc.status(run_id).run_id,
+                    "file": file,
+                    "output": str(output),
+                    "size": size,
+                }
+            )
         else:
             stdout_console().print(f"Wrote {file} ({size} bytes) to {output}")
         return

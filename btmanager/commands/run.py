@@ -5,17 +5,19 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from btmanager import exitcodes
 from btmanager.app import JsonOption, app, service
 from btmanager.errors import UsageError
-from btmanager.params import load_params_file, merge_params
 from btmanager.render.common import emit_json, stdout_console
-from btmanager.runner import DEFAULT_GRACE, RunRequest, StopRequest
+from btmanager.settings import DEFAULT_GRACE
 from btmanager.store import CANCELLED, COMPLETED, Run
+
+if TYPE_CHECKING:
+    from btmanager.runner import RunRequest
 
 
 def load_rules_dict(rules_file: Path | None) -> dict[str, object] | None:
@@ -63,7 +65,9 @@ def run(
     ] = 0,
     nice: Annotated[
         int | None,
-        typer.Option(help="CPU priority of the script (default 10 when detached).", min=-20, max=19),
+        typer.Option(
+            help="CPU priority of the script (default 10 when detached).", min=-20, max=19
+        ),
     ] = None,
     timeout: Annotated[
         float | None, typer.Option(help="End the run after S seconds (it fails).")
@@ -84,6 +88,10 @@ def run(
     _positive("--timeout", timeout)
     if grace < 0:
         raise UsageError("--grace must be 0 or more")
+    # Here, not at the top: every `bt` command imports this module to register `bt run`.
+    from btmanager.params import load_params_file, merge_params
+    from btmanager.runner import RunRequest
+
     file_params = load_params_file(params_file) if params_file is not None else None
     request = RunRequest(
         script=script,
@@ -119,7 +127,7 @@ def run(
 def _run_foreground(svc: object, request: RunRequest, json_output: bool) -> int:
     from btmanager.execution.signals import stop_on_signals
     from btmanager.render.runs import LiveRunView, render_status
-    from btmanager.runner import QuietObserver, RunObserver
+    from btmanager.runner import QuietObserver, RunObserver, StopRequest
     from btmanager.service import Service
 
     assert isinstance(svc, Service)
@@ -141,5 +149,5 @@ def _run_foreground(svc: object, request: RunRequest, json_output: bool) -> int:
             from btmanager.render.validation import render_report
             from btmanager.validate import Report
 
-            render_report(Report(**final.validation_results), console, title="Validation")
+            render_report(Report(**final.validation_results), console, title="Output files")
     return exit_code_for(final)

@@ -73,9 +73,10 @@ class LocalProcess:
             else:
                 import psutil
 
-                psutil.Process(self._identity.pid).nice(
-                    psutil.BELOW_NORMAL_PRIORITY_CLASS if value > 0 else psutil.NORMAL_PRIORITY_CLASS  # type: ignore[attr-defined]
-                )
+                # Windows-only constants (the type stubs are those of this platform).
+                below = psutil.BELOW_NORMAL_PRIORITY_CLASS  # type: ignore[attr-defined]
+                normal = psutil.NORMAL_PRIORITY_CLASS  # type: ignore[attr-defined]
+                psutil.Process(self._identity.pid).nice(below if value > 0 else normal)
 
     def _reap(self) -> None:
         if _IS_POSIX:

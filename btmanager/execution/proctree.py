@@ -27,7 +27,11 @@ if TYPE_CHECKING:
 MARKER_ENV = "BACKTEST_RUN_ID"
 _IS_LINUX = sys.platform.startswith("linux")
 _IS_POSIX = os.name == "posix"
-_TOLERANCE = 0.05  # seconds; create times are derived from clock ticks
+# Seconds. Linux create times are start ticks plus /proc/stat's btime, which the kernel recomputes
+# from the wall clock on every read: a clock step (NTP, VM resume) moves it by whole seconds, so
+# two processes can compute create times 1 s apart for the same process (psutil #2526, #1724).
+# Only a pid reused within this window of the original's start could be confused with it.
+_TOLERANCE = 1.5
 
 
 def _linux_boot_time() -> float:
@@ -103,6 +107,12 @@ def is_alive(process: ProcessIdentity) -> bool:
         return False
 
 
+def _pid_unreused(process: ProcessIdentity) -> bool:
+    """True if the pid is free or still (maybe as a zombie) the very process recorded."""
+    made = create_time(process.pid)
+    return made is None or abs(made - process.create_time) < _TOLERANCE
+
+
 def _live(proc: psutil.Process) -> bool:
     import psutil
 
@@ -118,6 +128,10 @@ def collect_tree(root: ProcessIdentity | None, run_id: str) -> list[psutil.Proce
 
     found: dict[int, psutil.Process] = {}
     me = os.getpid()
+    # The root's process group is the run's only while the root's pid is not another process's:
+    # a pid is never reused while a group of that id has members, but once it has been reused,
+    # a group with that id may be a stranger's (a stale recorded pid must not reach it).
+    group = root.pid if root is not None and _IS_POSIX and _pid_unreused(root) else None
     if root is not None and is_alive(root):
         try:
             top = psutil.Process(root.pid)
@@ -130,7 +144,7 @@ def collect_tree(root: ProcessIdentity | None, run_id: str) -> list[psutil.Proce
         if proc.pid in found or proc.pid == me:
             continue
         try:
-            if root is not None and _IS_POSIX and os.getpgid(proc.pid) == root.pid:
+            if group is not None and os.getpgid(proc.pid) == group:
                 found[proc.pid] = proc
                 continue
             if proc.environ().get(MARKER_ENV) == run_id:

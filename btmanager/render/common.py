@@ -5,9 +5,10 @@ from __future__ import annotations
 import json
 import os
 import sys
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from rich.console import Console
+if TYPE_CHECKING:
+    from rich.console import Console
 
 STATUS_STYLES = {
     "queued": "cyan",
@@ -20,10 +21,14 @@ STATUS_STYLES = {
 
 def stdout_console() -> Console:
     """Rich decides colour from the terminal and NO_COLOR; we also drop highlighting."""
+    from rich.console import Console  # lazily: JSON output never needs Rich (~13 ms)
+
     return Console(highlight=False, no_color=bool(os.environ.get("NO_COLOR")) or None)
 
 
 def stderr_console() -> Console:
+    from rich.console import Console
+
     return Console(stderr=True, highlight=False, no_color=bool(os.environ.get("NO_COLOR")) or None)
 
 

@@ -8,7 +8,6 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import IO, Any
 
-from rich import box
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
@@ -74,11 +73,17 @@ def render_list(total: int, runs: list[Run], console: Console) -> None:
         console.print(f"No runs ({total} match).")
         return
     with_labels = any(run.label for run in runs)
-    table = Table(title=f"{len(runs)} of {total} runs", title_justify="left", box=box.SIMPLE_HEAD)
+    table = Table(
+        title=f"{len(runs)} of {total} runs",
+        title_justify="left",
+        box=None,
+        pad_edge=False,
+        header_style="bold underline",
+    )
     columns = ["Run", "Status", "Script", *(["Label"] if with_labels else []), "Created"]
     for column in columns:
         wraps = column in ("Label", "Script")
-        table.add_column(column, no_wrap=not wraps, min_width=8 if wraps else None)
+        table.add_column(column, no_wrap=not wraps, min_width=6 if wraps else None)
     table.add_column("Duration", no_wrap=True, justify="right")
     table.add_column("Exit", no_wrap=True, justify="right")
     for run in runs:
@@ -89,7 +94,7 @@ def render_list(total: int, runs: list[Run], console: Console) -> None:
         if with_labels:
             cells.append(escape(run.label or ""))
         cells += [
-            short_time(run.created_at)[:16],
+            short_time(run.created_at)[5:16],
             human_duration(duration),
             "" if run.exit_code is None else str(run.exit_code),
         ]
@@ -99,7 +104,12 @@ def render_list(total: int, runs: list[Run], console: Console) -> None:
 
 def render_files(listing: dict[str, Any], console: Console) -> None:
     files = listing["files"]
-    table = Table(title=escape(listing["output_dir"]), title_justify="left", box=box.SIMPLE_HEAD)
+    console.print(escape(listing["output_dir"]), soft_wrap=True)
+    table = Table(
+        box=None,
+        pad_edge=False,
+        header_style="bold underline",
+    )
     table.add_column("File")
     table.add_column("Size", justify="right")
     table.add_column("Modified")
