@@ -80,10 +80,17 @@ def _add_resource_usage_and_log_cache(db: sqlite3.Connection) -> None:
         db.execute(f"ALTER TABLE runs ADD COLUMN {column}")
 
 
+def _add_environment(db: sqlite3.Connection) -> None:
+    """Detached runs keep their submitter's environment: a worker started by someone else's
+    `bt` command must not hand them its own."""
+    db.execute("ALTER TABLE runs ADD COLUMN env TEXT")
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration("0001_create_runs", _create_runs),
     Migration("0002_queue_and_supervision", _add_queue_and_supervision),
     Migration("0003_resource_usage_and_log_cache", _add_resource_usage_and_log_cache),
+    Migration("0004_environment", _add_environment),
 )
 
 LATEST_VERSION = len(MIGRATIONS)

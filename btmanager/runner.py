@@ -160,6 +160,9 @@ def create_run(
         "grace_seconds": request.grace,
         "validate": int(request.validate),
         "rules": request.rules,
+        # A detached run starts later, in a worker another `bt` command may have started: keep
+        # the submitter's environment with the run (a foreground run uses it directly).
+        "env": env if detached else None,
     }
     if supervisor is not None:
         values["supervisor_pid"] = supervisor.pid
@@ -184,7 +187,8 @@ def launch_spec(run: Run, environ: Mapping[str, str] | None = None) -> LaunchSpe
     from btmanager.execution import LaunchSpec
 
     output_dir = Path(run.output_dir)
-    env = build_env(os.environ if environ is None else environ, run.run_id, output_dir)
+    base = run.env if run.env is not None else (os.environ if environ is None else environ)
+    env = build_env(base, run.run_id, output_dir)
     return LaunchSpec(
         argv=run.command,
         cwd=Path(run.cwd),
@@ -288,9 +292,12 @@ class _Watch:
                 next_cancel_check = now + _CANCEL_POLL
                 if self.registry.cancel_requested(self.run.run_id):
                     self._end_tree("cancelled from another bt process")
-        # Descendants may outlive the script's main process; the run's tree ends with it.
         if self._stopper is not None:
             self._stopper.join()
+        else:
+            # What the script left running in the background is still the run's: a supervisor
+            # leaves nothing untracked, so it ends with the run.
+            self.process.end_leftovers(self.run.grace_seconds)
         self._pump()
         return outcome
 

@@ -129,8 +129,9 @@ class Run:
     cpu_seconds: float | None
     log_size: int | None
     log_lines: int | None
+    env: dict[str, str] | None
 
-    _JSON_COLUMNS = ("params", "extra_args", "command", "validation_results", "rules")
+    _JSON_COLUMNS = ("params", "extra_args", "command", "validation_results", "rules", "env")
     _BOOL_COLUMNS = ("detached", "validate", "cancel_requested")
 
     @classmethod

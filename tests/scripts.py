@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 # Writes a small, internally consistent set of outputs that passes every validation check.
-WRITE_VALID_OUTPUTS = '''
+WRITE_VALID_OUTPUTS = """
 import json, os, sys
 from pathlib import Path
 
@@ -32,16 +32,21 @@ def write_valid_outputs(out):
 
 def output_dir():
     return sys.argv[sys.argv.index("--output_dir") + 1]
-'''
+"""
 
-VALID = WRITE_VALID_OUTPUTS + '''
+VALID = (
+    WRITE_VALID_OUTPUTS
+    + """
 print("backtest starting", flush=True)
 write_valid_outputs(output_dir())
 print("backtest done", flush=True)
-'''
+"""
+)
 
 # Records exactly what it was given: argv, environment markers and working directory.
-ECHO = WRITE_VALID_OUTPUTS + '''
+ECHO = (
+    WRITE_VALID_OUTPUTS
+    + """
 out = Path(output_dir())
 write_valid_outputs(out)
 (out / "seen.json").write_text(json.dumps({
@@ -52,26 +57,32 @@ write_valid_outputs(out)
     "unbuffered": os.environ.get("PYTHONUNBUFFERED"),
     "custom": os.environ.get("BT_TEST_CUSTOM"),
 }))
-'''
+"""
+)
 
-INTERLEAVED = WRITE_VALID_OUTPUTS + '''
+INTERLEAVED = (
+    WRITE_VALID_OUTPUTS
+    + """
 for i in range(5):
     print(f"out {i}", flush=True)
     print(f"err {i}", file=sys.stderr, flush=True)
 write_valid_outputs(output_dir())
-'''
+"""
+)
 
-FAILING = '''
+FAILING = """
 import sys
 print("about to fail", flush=True)
 sys.exit(3)
-'''
+"""
 
-NO_OUTPUTS = '''
+NO_OUTPUTS = """
 print("I forgot to write my files", flush=True)
-'''
+"""
 
-SLEEPER = WRITE_VALID_OUTPUTS + '''
+SLEEPER = (
+    WRITE_VALID_OUTPUTS
+    + """
 import time
 print("sleeping", flush=True)
 pid_file = os.environ.get("BT_TEST_PID_FILE")
@@ -79,7 +90,8 @@ if pid_file:
     Path(pid_file).write_text(str(os.getpid()))
 time.sleep(float(os.environ.get("BT_TEST_SLEEP", "60")))
 write_valid_outputs(output_dir())
-'''
+"""
+)
 
 
 def write(folder: Path, name: str, body: str) -> Path:

@@ -13,7 +13,9 @@ from tests.conftest import BtRunner
 from tests.helpers import BT
 from tests.scripts import write
 
-SLOW_PRINTER = "import time\nfor i in range(4):\n    print(f'tick {i}', flush=True)\n    time.sleep(0.4)\n"
+SLOW_PRINTER = (
+    "import time\nfor i in range(4):\n    print(f'tick {i}', flush=True)\n    time.sleep(0.4)\n"
+)
 COLOUR = re.compile(r"\x1b\[[0-9;]*(3[0-9]|9[0-7]|38;)[0-9;]*m")
 
 

@@ -196,3 +196,19 @@ def test_run_json_in_folder_tells_the_story(bt: BtRunner) -> None:
     folder = json.loads((Path(status["output_dir"]) / "run.json").read_text())
     assert folder["status"] == "failed" and folder["exit_code"] == 3
     assert folder["run_id"] == status["run_id"] and folder["command"][-2] == "--output_dir"
+
+
+def test_processes_left_behind_end_with_the_run(bt: BtRunner, tmp_path: Path) -> None:
+    pids = tmp_path / "pids"
+    body = (
+        "import subprocess, sys\n"
+        "a = subprocess.Popen(['sleep', '60'])\n"
+        "b = subprocess.Popen(['sleep', '61'], start_new_session=True)\n"
+        f"open({str(pids)!r}, 'w').write(f'{{a.pid}} {{b.pid}}')\n"
+        "print('leaving my children behind')\n"
+    )
+    write(bt.cwd, "leaves.py", body)
+    status = bt("run", "leaves.py", "--no-validate", "--grace", "1", "--json").json()
+    assert status["status"] == "completed" and status["exit_code"] == 0
+    for pid in map(int, pids.read_text().split()):
+        assert not pid_alive(pid), pid

@@ -48,6 +48,10 @@ class RunningProcess(Protocol):
         """End the whole tree at once."""
         ...
 
+    def end_leftovers(self, grace: float) -> bool:
+        """After the script's main process ended: end what it left running. True if any."""
+        ...
+
 
 class Backend(Protocol):
     """Starts scripts and acts on processes other `bt` processes started."""

@@ -118,14 +118,18 @@ class LocalProcess:
         return self._outcome
 
     def terminate(self, grace: float) -> None:
-        if not self._done.is_set():
-            proctree.terminate_tree(self._identity, self.spec.run_id, grace)
-        else:
-            # The root is gone but descendants it left behind are still the run's.
-            proctree.terminate_tree(None, self.spec.run_id, grace)
+        # Also once the root has ended: what it left behind is still the run's.
+        proctree.terminate_tree(self._identity, self.spec.run_id, grace)
 
     def kill(self) -> None:
         self.terminate(0)
+
+    def end_leftovers(self, grace: float) -> bool:
+        if not proctree.leftovers_exist(self._identity, self.spec.run_id):
+            return False
+        # The root is gone; its pid still names its group until reused (collect_tree checks).
+        proctree.terminate_tree(self._identity, self.spec.run_id, grace)
+        return True
 
 
 class LocalBackend:

@@ -113,6 +113,35 @@ def _pid_unreused(process: ProcessIdentity) -> bool:
     return made is None or abs(made - process.create_time) < _TOLERANCE
 
 
+def leftovers_exist(root: ProcessIdentity, run_id: str) -> bool:
+    """Does anything of a run outlive its main process (same group, or the run's marker)?
+
+    Asked after every run, so on Linux it reads /proc directly (about 2 ms for 100 processes)
+    instead of importing psutil; elsewhere it asks `collect_tree`.
+    """
+    if not _IS_LINUX:
+        return bool(collect_tree(root, run_id))
+    marker = f"\0{MARKER_ENV}={run_id}\0".encode()
+    me = os.getpid()
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit() or int(entry.name) == me:
+            continue
+        try:
+            with open(f"/proc/{entry.name}/stat", "rb") as handle:
+                raw = handle.read()
+            fields = raw[raw.rindex(b")") + 2 :].split()
+            if fields[0] in (b"Z", b"X"):
+                continue
+            if int(fields[2]) == root.pid and _pid_unreused(root):  # fields[2] is the pgid
+                return True
+            with open(f"/proc/{entry.name}/environ", "rb") as handle:
+                if marker in b"\0" + handle.read() + b"\0":
+                    return True
+        except (OSError, ValueError, IndexError):
+            continue
+    return False
+
+
 def _live(proc: psutil.Process) -> bool:
     import psutil
 
