@@ -314,7 +314,7 @@ def supervise(
     observer = observer or QuietObserver()
     stop = stop or StopRequest()
     if registry.cancel_requested(run.run_id) or stop.requested.is_set():
-        registry.request_cancel(run.run_id)
+        registry.request_cancel(run.run_id, "cancelled before it started")
         registry.finish(run.run_id, CANCELLED, "cancelled before it started")
         return _final(registry, run.run_id)
     try:
@@ -330,7 +330,7 @@ def supervise(
     outcome = watch.until_exit()
     observer.finished()
     if stop.requested.is_set():
-        registry.request_cancel(run.run_id)
+        registry.request_cancel(run.run_id, f"cancelled: {stop.reason}")
     report = validate_run_folder(run) if run.validate else None
     status, error = decide_status(outcome, report, watch.timed_out)
     facts: dict[str, Any] = {

@@ -135,6 +135,7 @@ def test_sigterm_to_bt_cancels_the_run(bt: BtRunner) -> None:
     assert proc.returncode == 130
     status = json.loads(out)
     assert status["status"] == "cancelled"
+    assert status["error_message"] == "cancelled: received SIGTERM"
     assert not pid_alive(script_pid)
 
 
