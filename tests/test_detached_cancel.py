@@ -129,7 +129,9 @@ def test_ctrl_c_cancels_a_foreground_run_and_its_tree(lab: QueueLab) -> None:
     assert_tree_gone(pids)
     (run_id,) = lab.rows()
     status = lab.status(run_id)
-    assert status["status"] == "cancelled" and status["error_message"] == "cancelled: received SIGINT"
+    assert (
+        status["status"] == "cancelled" and status["error_message"] == "cancelled: received SIGINT"
+    )
 
 
 def test_wait_exit_codes(lab: QueueLab) -> None:
