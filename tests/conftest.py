@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
 from tests.helpers import Result, bt_env, run_bt
+from tests.queue_support import QueueLab, lab_for
 
 
 @dataclass
@@ -31,3 +33,10 @@ def bt(tmp_path: Path) -> BtRunner:
     results = tmp_path / "results"
     # Foreground tests must not start queue workers of their own accord.
     return BtRunner(cwd, results, bt_env(results))
+
+
+@pytest.fixture
+def lab(tmp_path: Path) -> Iterator[QueueLab]:
+    """A private queue (results root, scripts, timeline) whose processes die with the test."""
+    with lab_for(tmp_path) as queue_lab:
+        yield queue_lab

@@ -7,7 +7,6 @@ import signal
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator
 from functools import partial
 from pathlib import Path
 
@@ -17,16 +16,9 @@ from tests.helpers import Result, pid_alive, wait_for, write_script
 from tests.queue_support import (
     QueueLab,
     assert_tree_gone,
-    lab_for,
     tree_pids,
     wait_until_gone,
 )
-
-
-@pytest.fixture
-def lab(tmp_path: Path) -> Iterator[QueueLab]:
-    with lab_for(tmp_path) as lab:
-        yield lab
 
 
 def test_cancel_queued_run_never_starts(lab: QueueLab) -> None:

@@ -8,10 +8,6 @@ import signal
 import sqlite3
 import subprocess
 import sys
-from collections.abc import Iterator
-from pathlib import Path
-
-import pytest
 
 from tests.helpers import pid_alive, wait_for, write_script
 from tests.queue_support import (
@@ -19,17 +15,10 @@ from tests.queue_support import (
     QueueLab,
     assert_tree_gone,
     kill_quietly,
-    lab_for,
     tree_pids,
 )
 
 RUN_ID = re.compile(r"^\d{8}_\d{6}_[0-9a-f]{8}$")
-
-
-@pytest.fixture
-def lab(tmp_path: Path) -> Iterator[QueueLab]:
-    with lab_for(tmp_path) as lab:
-        yield lab
 
 
 def test_submit_prints_only_the_run_id_and_returns_at_once(lab: QueueLab) -> None:

@@ -4,27 +4,16 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from collections.abc import Iterator
-from pathlib import Path
-
-import pytest
 
 from tests.helpers import pid_alive, wait_for
 from tests.queue_support import (
     QueueLab,
     assert_each_started_once,
     kill_quietly,
-    lab_for,
     max_overlap,
     start_order,
     wait_until_gone,
 )
-
-
-@pytest.fixture
-def lab(tmp_path: Path) -> Iterator[QueueLab]:
-    with lab_for(tmp_path) as lab:
-        yield lab
 
 
 def test_parallel_limit_is_never_exceeded(lab: QueueLab) -> None:
