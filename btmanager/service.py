@@ -103,7 +103,10 @@ class Service:
             if self._registry.runs_with_status(RUNNING):
                 reconcile(self._registry, self.backend)
             if self.spawn_workers:
-                ensure_worker(self.settings, self._registry)
+                try:
+                    ensure_worker(self.settings, self._registry)
+                except OSError:
+                    pass  # e.g. a read-only results folder: reading must still work
         return self._registry
 
     def close(self) -> None:

@@ -15,7 +15,6 @@ import sys
 import threading
 import time
 import traceback
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 from btmanager.reconcile import reconcile
@@ -58,6 +57,7 @@ def spawn_worker(settings: Settings) -> None:
     else:
         flags = getattr(subprocess, "DETACHED_PROCESS", 0)
         kwargs["creationflags"] = flags | getattr(subprocess, "CREATE_NEW_PROCESS_GROUP", 0)
+    settings.results_dir.mkdir(parents=True, exist_ok=True)  # BT_DB may live elsewhere
     with open(settings.results_dir / WORKER_LOG, "ab") as log:
         subprocess.Popen(
             argv,
@@ -179,6 +179,3 @@ class Worker:
                 return False
             return time.monotonic() - self._last_busy >= self.idle_exit
 
-
-def worker_log_path(settings: Settings) -> Path:
-    return settings.results_dir / WORKER_LOG
