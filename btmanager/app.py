@@ -22,6 +22,9 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    # Plain Click help: compact, and it shows each option's metavar where Rich panels show the
+    # Python type instead.
+    rich_markup_mode=None,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 
@@ -43,6 +46,7 @@ def global_options(
         str | None,
         typer.Option(
             "--results-dir",
+            metavar="DIR",
             help="Results root (default: $BT_RESULTS_DIR, else ./results). "
             "The registry is <results>/bt.sqlite3 unless $BT_DB names another file.",
             show_default=False,

@@ -52,7 +52,7 @@ def calendar_problem(code: str) -> str | None:
     if code not in xcals.get_calendar_names(include_aliases=True):
         return (
             f"unknown calendar '{code}' (use \"{WEEKDAYS}\" or an exchange_calendars code "
-            "such as XNYS, XLON, XNSE)"
+            "such as XNYS, XLON or XBOM; exchange_calendars.get_calendar_names() lists all)"
         )
     return None
 

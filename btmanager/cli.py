@@ -77,6 +77,8 @@ def _app_for(args: Sequence[str]) -> typer.Typer:
 def run_cli(argv: Sequence[str] | None = None) -> int:
     """Run `bt` with `argv` (default: sys.argv[1:]) and return the exit code."""
     args = list(sys.argv[1:] if argv is None else argv)
+    if not args:
+        args = ["--help"]  # `bt` alone: the overview, and that is not an error
     command = get_command(_app_for(args))
     try:
         result = command.main(
@@ -88,7 +90,9 @@ def run_cli(argv: Sequence[str] | None = None) -> int:
         return _fail(str(exc), exc.exit_code)
     except _ClickException as exc:
         message = exc.format_message()  # type: ignore[attr-defined]
-        return _fail(f"{message} (see 'bt --help')", exitcodes.USAGE)
+        context = getattr(exc, "ctx", None)
+        where = getattr(context, "command_path", None) or "bt"
+        return _fail(f"{message} (see '{where} --help')", exitcodes.USAGE)
     except typer.Abort:
         return _fail("Aborted", exitcodes.CANCELLED)
     except KeyboardInterrupt:

@@ -7,25 +7,34 @@ import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from btmanager.errors import NotFoundError
+from btmanager.errors import NotFoundError, UsageError
 
 
 def resolve_script(script: str, cwd: Path, environ: Mapping[str, str]) -> Path:
     """SCRIPT as given (relative to cwd), else inside each folder of BACKTEST_SCRIPTS_DIR."""
     given = Path(script).expanduser()
-    candidate = given if given.is_absolute() else cwd / given
+    candidate = Path(os.path.normpath(given if given.is_absolute() else cwd / given))
     searched = [str(candidate)]
     if candidate.is_file():
-        return candidate.absolute()
+        return candidate
     if not given.is_absolute():
         for folder in filter(None, environ.get("BACKTEST_SCRIPTS_DIR", "").split(os.pathsep)):
             candidate = Path(folder).expanduser() / given
-            if not candidate.is_absolute():
-                candidate = cwd / candidate
+            candidate = Path(os.path.normpath(cwd / candidate))
             searched.append(str(candidate))
             if candidate.is_file():
-                return candidate.absolute()
+                return candidate
     raise NotFoundError(f"Script not found: {script} (searched: {', '.join(searched)})")
+
+
+def check_runnable(script: Path) -> None:
+    """A script run directly (not through Python) must be executable: say so before recording
+    a run that could only fail."""
+    if script.suffix.lower() != ".py" and os.name == "posix" and not os.access(script, os.X_OK):
+        raise UsageError(
+            f"Script is not executable: {script} (chmod +x it, or give it a .py name to run it "
+            "with Python)"
+        )
 
 
 def build_argv(

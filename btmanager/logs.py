@@ -73,7 +73,7 @@ def _byte_at(path: Path, position: int) -> int:
     return data[0] if data else -1
 
 
-def tail_lines(path: Path, count: int) -> list[str]:
+def tail_lines(path: Path, count: int, end: int | None = None) -> list[str]:
     """The last `count` lines of a file, decoded leniently.
 
     Reads backwards in blocks until it has seen enough line breaks, so the cost depends on the
@@ -82,7 +82,7 @@ def tail_lines(path: Path, count: int) -> list[str]:
     if count <= 0:
         return []
     with open(path, "rb") as handle:
-        position = handle.seek(0, os.SEEK_END)
+        position = handle.seek(0, os.SEEK_END) if end is None else end
         chunks: list[bytes] = []
         found = 0
         # One more break than lines wanted: the break before the first of them (a final
@@ -101,6 +101,22 @@ def tail_lines(path: Path, count: int) -> list[str]:
         return []
     kept = data.split(b"\n")[-count:]
     return [line.decode("utf-8", errors="replace").rstrip("\r") for line in kept]
+
+
+def complete_lines_end(path: Path) -> int:
+    """The offset just after the last newline (the end of the file's complete lines).
+
+    Looks at the last block only: an unterminated line longer than that counts as complete.
+    """
+    size = path.stat().st_size
+    start = max(0, size - _BLOCK)
+    with open(path, "rb") as handle:
+        handle.seek(start)
+        block = handle.read(size - start)
+    cut = block.rfind(b"\n")
+    if cut >= 0:
+        return start + cut + 1
+    return 0 if start == 0 else size
 
 
 def split_lines(buffer: bytes) -> tuple[list[str], bytes]:

@@ -36,9 +36,10 @@ def _scalar_to_text(key: str, value: Any, origin: str) -> str:
         return str(value)
     if hasattr(value, "isoformat"):  # TOML dates and times
         return str(value.isoformat())
+    kind = {type(None): "null", list: "a list", dict: "a table"}.get(type(value), "that type")
     raise UsageError(
-        f"Parameter {key!r} in {origin} must be a string, number or boolean, "
-        f"not {type(value).__name__} (params files are one flat table)"
+        f"Parameter {key!r} in {origin} must be a string, number or boolean, not {kind} "
+        "(params files are one flat table)"
     )
 
 
@@ -63,8 +64,12 @@ def load_params_file(path: Path) -> dict[str, str]:
         else:
             data = json.loads(text)
     except (tomllib.TOMLDecodeError, json.JSONDecodeError) as exc:
-        kind = "TOML" if path.suffix.lower() == ".toml" else "JSON"
-        raise UsageError(f"Params file {path} is not valid {kind}: {exc}") from None
+        if path.suffix.lower() == ".toml":
+            raise UsageError(f"Params file {path} is not valid TOML: {exc}") from None
+        raise UsageError(
+            f"Params file {path} is not valid JSON: {exc} (params files are JSON, or TOML when "
+            "the name ends in .toml)"
+        ) from None
     if not isinstance(data, dict):
         raise UsageError(f"Params file {path} must hold one object of KEY: VALUE pairs")
     origin = f"params file {path}"

@@ -55,7 +55,7 @@ def safe_path(folder: Path, name: str) -> Path:
     if relative.is_absolute() or Path(name).is_absolute() or Path(name).drive:
         raise UsageError(f"Refusing {name!r}: result paths are relative to the run folder")
     if ".." in relative.parts:
-        raise UsageError(f"Refusing {name!r}: it leaves the run folder")
+        raise UsageError(f"Refusing {name!r}: '..' is not allowed in result paths")
     root = folder.resolve()
     candidate = folder.joinpath(*relative.parts)
     try:

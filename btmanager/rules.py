@@ -5,7 +5,7 @@ defaults. Every key is optional; a file may hold any subset. The full format:
 
 ```toml
 # Trading calendar for the dates of pnl.csv: "weekdays" (default; a missing Mon-Fri date is a
-# warning) or an exchange_calendars code such as "XNYS", "XLON", "XNSE" (needs
+# warning) or an exchange_calendars code such as "XNYS", "XLON", "XBOM" (needs
 # `pip install 'btmanager[calendars]'`; a missing session is an error, a row on a day that is
 # not a session a warning).
 calendar = "XNYS"

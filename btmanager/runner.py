@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
-from btmanager.command import build_argv, build_env, resolve_script
+from btmanager.command import build_argv, build_env, check_runnable, resolve_script
 from btmanager.errors import BtError, StorageError
 from btmanager.logs import LOG_FILE, LogReader
 from btmanager.runfile import write_run_file
@@ -125,6 +125,7 @@ def create_run(
     """
     env = dict(os.environ if environ is None else environ)
     script = resolve_script(request.script, request.cwd, env)
+    check_runnable(script)
     for _attempt in range(5):
         run_id = new_run_id()
         output_dir = settings.run_dir(run_id)

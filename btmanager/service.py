@@ -6,15 +6,16 @@ same methods and return the same JSON shapes, which are the guide's API shapes.
 
 from __future__ import annotations
 
+import os
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from btmanager.errors import NotFoundError, UsageError
 from btmanager.settings import Settings
-from btmanager.store import FINAL_STATUSES, QUEUED, RUNNING, STATUSES, Registry, Run
+from btmanager.store import FINAL_STATUSES, QUEUED, RUNNING, STATUSES, NoRegistry, Registry, Run
 from btmanager.timeutil import now_iso
 
 # Every `bt` command builds a Service, most only to read the registry: what only running,
@@ -92,11 +93,19 @@ class Service:
 
     @property
     def registry(self) -> Registry:
+        """The registry for commands that only read: a missing file is `NoRegistry`."""
+        return self._open(create=False)
+
+    def _writable_registry(self) -> Registry:
+        """The registry for commands that record runs: created on first use."""
+        return self._open(create=True)
+
+    def _open(self, create: bool) -> Registry:
         if self._registry is None:
             from btmanager.reconcile import reconcile
             from btmanager.worker import ensure_worker
 
-            self._registry = Registry(self.settings.db_path)
+            self._registry = Registry(self.settings.db_path, create=create)
             # Housekeeping every command does: settle runs whose watcher died, and make sure
             # queued runs have something to execute them (e.g. after a reboot).
             # (Only running runs can need it; without any, skip loading the execution backend.)
@@ -109,6 +118,17 @@ class Service:
                     pass  # e.g. a read-only results folder: reading must still work
         return self._registry
 
+    def _find(self, ref: str) -> Run:
+        """The run `ref` names (id, prefix or latest), in an existing registry."""
+        try:
+            registry = self.registry
+        except NoRegistry:
+            raise NotFoundError(
+                f"No run matches '{ref}': nothing is recorded under {self.settings.results_dir} "
+                "yet (see --results-dir / BT_RESULTS_DIR)"
+            ) from None
+        return registry.resolve(ref)
+
     def close(self) -> None:
         if self._registry is not None:
             self._registry.close()
@@ -120,7 +140,7 @@ class Service:
         from btmanager.runner import create_run, supervise
         from btmanager.worker import ensure_worker
 
-        registry = self.registry
+        registry = self._writable_registry()
         run = create_run(
             self.settings, registry, request, detached=False, supervisor=self.backend.current()
         )
@@ -136,13 +156,13 @@ class Service:
 
         if request.nice is None:
             request.nice = DEFAULT_DETACHED_NICE
-        registry = self.registry
+        registry = self._writable_registry()
         run = create_run(self.settings, registry, request, detached=True)
         ensure_worker(self.settings, registry)
         return run
 
     def status(self, ref: str) -> Run:
-        return self.registry.resolve(ref)
+        return self._find(ref)
 
     def list_runs(
         self, status: str | None, script: str | None, limit: int
@@ -151,10 +171,18 @@ class Service:
             raise UsageError(f"Unknown status {status!r}; expected one of {', '.join(STATUSES)}")
         if limit < 0:
             raise UsageError("--limit must be 0 or more")
-        return self.registry.list_runs(status, script, limit)
+        try:
+            registry = self.registry
+        except NoRegistry:
+            return 0, []
+        resolved = os.path.normpath(Path(script).expanduser().absolute()) if script else None
+        return registry.list_runs(status, script, limit, resolved)
 
     def health(self) -> dict[str, Any]:
-        counts = self.registry.count_by_status()
+        try:
+            counts = self.registry.count_by_status()
+        except NoRegistry:
+            counts = dict.fromkeys(STATUSES, 0)
         return {
             "status": "healthy",
             "timestamp": now_iso(),
@@ -166,8 +194,8 @@ class Service:
         }
 
     def cancel(self, ref: str, grace: float) -> CancelResult:
+        run = self._find(ref)
         registry = self.registry
-        run = registry.resolve(ref)
         from btmanager.runfile import write_run_file
         from btmanager.store import ProcessIdentity
 
@@ -200,8 +228,8 @@ class Service:
         from btmanager.reconcile import reconcile
         from btmanager.worker import ensure_worker
 
+        ids = [self._find(ref).run_id for ref in refs]
         registry = self.registry
-        ids = [registry.resolve(ref).run_id for ref in refs]
         deadline = None if timeout is None else time.monotonic() + timeout
         next_reconcile = time.monotonic() + 2.0
         while True:
@@ -218,6 +246,11 @@ class Service:
 
     # --- logs and files -------------------------------------------------------------------
 
+    @staticmethod
+    def _check_folder(run: Run) -> None:
+        if not Path(run.output_dir).is_dir():
+            raise NotFoundError(f"Run folder not found: {run.output_dir} (moved or deleted?)")
+
     def _log_path(self, run: Run) -> Path:
         from btmanager.logs import LOG_FILE
 
@@ -228,11 +261,12 @@ class Service:
             raise UsageError("--lines must be 0 or more")
         from btmanager.logs import count_lines, tail_lines
 
+        run = self._find(ref)
         registry = self.registry
-        run = registry.resolve(ref)
         path = self._log_path(run)
         if not path.exists():
-            return LogTail(run.run_id, [], 0)
+            self._check_folder(run)
+            return LogTail(run.run_id, [], 0)  # not started yet: no log, no lines
         try:
             reader = count_lines(path, run.log_size, run.log_lines)
             tail = tail_lines(path, lines)
@@ -247,20 +281,20 @@ class Service:
 
     def follow(self, ref: str, lines: int) -> Iterator[str]:
         """The last `lines` lines, then new lines as they are written, until the run ends."""
-        from btmanager.logs import count_lines, split_lines, tail_lines
+        from btmanager.logs import LogReader, complete_lines_end, split_lines, tail_lines
 
+        run = self._find(ref)
         registry = self.registry
-        run = registry.resolve(ref)
         path = self._log_path(run)
         while not path.exists() and registry.get(run.run_id).status in (QUEUED, RUNNING):
             time.sleep(_WAIT_POLL)
         if not path.exists():
+            self._check_folder(run)
             return
-        yield from tail_lines(path, lines)
-        reader = count_lines(path, None, None) if lines else None
-        offset = reader.offset if reader else path.stat().st_size
-        from btmanager.logs import LogReader
-
+        # Tail the complete lines up to a fixed point, then stream from exactly there: no line
+        # is lost, repeated or cut in two.
+        offset = complete_lines_end(path)
+        yield from tail_lines(path, lines, end=offset)
         follower = LogReader(path, offset)
         pending = b""
         while True:
@@ -277,13 +311,13 @@ class Service:
     def results(self, ref: str) -> Listing:
         from btmanager.results import list_files
 
-        run = self.registry.resolve(ref)
+        run = self._find(ref)
         return Listing(run, list_files(Path(run.output_dir)))
 
     def result_file(self, ref: str, name: str) -> Path:
         from btmanager.results import safe_path
 
-        run = self.registry.resolve(ref)
+        run = self._find(ref)
         return safe_path(Path(run.output_dir), name)
 
     @staticmethod
@@ -314,8 +348,13 @@ class Service:
         folder = Path(target)
         if folder.is_dir():
             return ValidationOutcome(validate_dir(folder, rules), str(folder), None)
+        if folder.exists():
+            raise UsageError(f"{target} is not a directory (give a run or a folder of outputs)")
+        try:
+            run = self._find(target)
+        except NotFoundError:
+            raise NotFoundError(f"No such directory or run: {target}") from None
         registry = self.registry
-        run = registry.resolve(target)
         if rules is None and run.rules is not None:
             rules = Rules.from_dict(run.rules)
         report = validate_dir(Path(run.output_dir), rules, run.params)
@@ -333,9 +372,15 @@ class Service:
 
     # --- queue ------------------------------------------------------------------------------
 
-    def worker(self, slots: int, idle_exit: float | None, drain: bool) -> Worker:
+    def worker(
+        self,
+        slots: int,
+        idle_exit: float | None,
+        drain: bool,
+        on_event: Callable[[str], None] | None = None,
+    ) -> Worker:
         from btmanager.worker import Worker
 
-        self.registry  # noqa: B018 - migrate and reconcile before the threads start
+        self._writable_registry()  # migrate and reconcile before the threads start
         limit = slots if not drain else self.settings.max_parallel
-        return Worker(self.settings, self.backend, slots, limit, idle_exit, drain)
+        return Worker(self.settings, self.backend, slots, limit, idle_exit, drain, on_event)

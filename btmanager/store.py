@@ -19,7 +19,7 @@ from typing import Any, ParamSpec, TypeVar
 
 from btmanager.errors import AmbiguousRunError, NotFoundError, RegistryError, StorageError
 from btmanager.migrations import LATEST_VERSION, migrate
-from btmanager.timeutil import now_iso, seconds_between
+from btmanager.timeutil import now_iso, parse_iso, seconds_between
 
 BUSY_TIMEOUT_MS = 30_000
 
@@ -64,12 +64,32 @@ def _guarded(method: Callable[P, T]) -> Callable[P, T]:
             registry = args[0]
             assert isinstance(registry, Registry)
             raise _translate(registry.path, exc) from exc
+        except CorruptRow as exc:
+            registry = args[0]
+            assert isinstance(registry, Registry)
+            raise RegistryError(f"The registry {registry.path} is corrupt: {exc}") from None
 
     return wrapper
 
 
-def connect(db_path: Path) -> sqlite3.Connection:
-    """Open (creating if needed) and migrate the registry; autocommit mode, WAL, busy timeout."""
+class NoRegistry(NotFoundError):
+    """The registry file does not exist (and the caller asked not to create it)."""
+
+
+class CorruptRow(ValueError):
+    """A registry row whose stored values cannot be read back."""
+
+
+def connect(db_path: Path, create: bool = True) -> sqlite3.Connection:
+    """Open (creating if needed) and migrate the registry; autocommit mode, WAL, busy timeout.
+
+    With `create=False` a missing file is `NoRegistry`, so commands that only read never leave
+    an empty registry behind in a folder the user did not mean.
+    """
+    if not create and not db_path.exists():
+        raise NoRegistry(f"No registry at {db_path} (no runs recorded there yet)")
+    if db_path.parent.exists() and not db_path.parent.is_dir():
+        raise StorageError(f"The results folder {db_path.parent} is not a directory")
     try:
         db_path.parent.mkdir(parents=True, exist_ok=True)
         db = sqlite3.connect(db_path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None)
@@ -79,6 +99,12 @@ def connect(db_path: Path) -> sqlite3.Connection:
         db.row_factory = sqlite3.Row
         db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
         version = db.execute("PRAGMA user_version").fetchone()[0]
+        if version > LATEST_VERSION:
+            db.close()
+            raise RegistryError(
+                f"The registry {db_path} was written by a newer bt (schema {version}, this bt "
+                f"knows {LATEST_VERSION}); upgrade bt to use it"
+            )
         if version < LATEST_VERSION:
             # WAL lets readers and one writer work at once; it is persistent, so set it once.
             db.execute("PRAGMA journal_mode = WAL")
@@ -133,13 +159,22 @@ class Run:
 
     _JSON_COLUMNS = ("params", "extra_args", "command", "validation_results", "rules", "env")
     _BOOL_COLUMNS = ("detached", "validate", "cancel_requested")
+    _TIME_COLUMNS = ("created_at", "started_at", "completed_at")
 
     @classmethod
     def from_row(cls, row: sqlite3.Row) -> Run:
         values = dict(row)
-        for name in cls._JSON_COLUMNS:
-            if values.get(name) is not None:
-                values[name] = json.loads(values[name])
+        try:
+            for name in cls._JSON_COLUMNS:
+                if values.get(name) is not None:
+                    values[name] = json.loads(values[name])
+            for name in cls._TIME_COLUMNS:
+                if values.get(name) is not None:
+                    parse_iso(values[name])
+        except (ValueError, TypeError) as exc:
+            raise CorruptRow(
+                f"run {values.get('run_id')!r} has an unreadable {name}: {exc}"
+            ) from None
         for name in cls._BOOL_COLUMNS:
             values[name] = bool(values[name])
         return cls(**{f.name: values.get(f.name) for f in fields(cls)})  # type: ignore[arg-type]
@@ -199,9 +234,9 @@ def _escape_like(text: str) -> str:
 class Registry:
     """Typed access to the runs table. Use as a context manager to close the connection."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, create: bool = True) -> None:
         self.path = path
-        self.db = connect(path)
+        self.db = connect(path, create)
 
     def __enter__(self) -> Registry:
         return self
@@ -279,7 +314,11 @@ class Registry:
 
     @_guarded
     def list_runs(
-        self, status: str | None = None, script: str | None = None, limit: int = 50
+        self,
+        status: str | None = None,
+        script: str | None = None,
+        limit: int = 50,
+        script_resolved: str | None = None,
     ) -> tuple[int, list[Run]]:
         """(count matching the filters ignoring the limit, newest `limit` of them)."""
         where: list[str] = []
@@ -288,9 +327,12 @@ class Registry:
             where.append("status = ?")
             args.append(status)
         if script:
-            # A script matches by the path given at submission or by its file name.
-            where.append("(script_path = ? OR script_path LIKE ? ESCAPE '\\')")
-            args += [script, "%/" + _escape_like(script)]
+            # A script matches by the path given at submission, by its file name, or by the
+            # absolute path it resolved to.
+            where.append(
+                "(script_path = ? OR script_path LIKE ? ESCAPE '\\' OR script_resolved = ?)"
+            )
+            args += [script, "%/" + _escape_like(script), script_resolved or script]
         clause = f"WHERE {' AND '.join(where)}" if where else ""
         total = self.db.execute(f"SELECT COUNT(*) FROM runs {clause}", args).fetchone()[0]
         rows = self.db.execute(

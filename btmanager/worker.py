@@ -15,6 +15,7 @@ import sys
 import threading
 import time
 import traceback
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from btmanager.reconcile import reconcile
@@ -90,8 +91,10 @@ class Worker:
         limit: int,
         idle_exit: float | None,
         drain: bool,
+        on_event: Callable[[str], None] | None = None,
     ) -> None:
         self.settings, self.backend = settings, backend
+        self.on_event = on_event or (lambda _message: None)
         self.slots, self.limit = slots, limit
         self.idle_exit, self.drain = idle_exit, drain
         from btmanager.runner import StopRequest
@@ -143,7 +146,10 @@ class Worker:
         with self._lock:
             self._stops.append(run_stop)
         try:
-            supervise(registry, registry.get(run_id), self.backend, stop=run_stop)
+            self.on_event(f"started {run_id}")
+            final = supervise(registry, registry.get(run_id), self.backend, stop=run_stop)
+            outcome = final.status + (f": {final.error_message}" if final.error_message else "")
+            self.on_event(f"finished {run_id} {outcome}")
         except Exception as exc:  # a bug in one run must not strand it or the slot
             self._fail_run(registry, run_id, exc)
         finally:
@@ -178,4 +184,3 @@ class Worker:
                 self._last_busy = time.monotonic()
                 return False
             return time.monotonic() - self._last_busy >= self.idle_exit
-

@@ -28,12 +28,72 @@ def _runs_recorded(bt: BtRunner) -> int:
 
 
 def test_unknown_run(bt: BtRunner) -> None:
-    for command in ("status", "logs", "results", "cancel", "validate"):
+    for command in ("status", "logs", "results", "cancel", "validate", "wait"):
+        assert_user_error(bt(command, "20990101_nope", "--json"), "20990101_nope")  # no registry
+    write(bt.cwd, "s.py", NO_OUTPUTS)
+    bt("run", "s.py", "--no-validate")
+    for command in ("status", "logs", "results", "cancel", "validate", "wait"):
         assert_user_error(bt(command, "20990101_nope", "--json"), "20990101_nope")
 
 
 def test_latest_without_runs(bt: BtRunner) -> None:
-    assert_user_error(bt("status", "latest"), "No runs yet")
+    assert_user_error(bt("status", "latest"), "nothing is recorded under")
+    assert not bt.results.exists()  # reading never creates a registry
+
+
+def test_corrupt_registry_row(bt: BtRunner) -> None:
+    import sqlite3
+
+    write(bt.cwd, "s.py", NO_OUTPUTS)
+    bt("run", "s.py", "--no-validate")
+    for column, value in (("params", "{bad"), ("created_at", "garbage")):
+        db = sqlite3.connect(bt.results / "bt.sqlite3")
+        good = db.execute(f"SELECT {column} FROM runs").fetchone()[0]
+        db.execute(f"UPDATE runs SET {column} = ?", (value,))
+        db.commit()
+        for args in (("list",), ("status", "latest", "--json")):
+            assert_user_error(bt(*args), "corrupt", column)
+        db.execute(f"UPDATE runs SET {column} = ?", (good,))
+        db.commit()
+        db.close()
+
+
+def test_registry_from_a_newer_bt_is_refused(bt: BtRunner) -> None:
+    import sqlite3
+
+    write(bt.cwd, "s.py", NO_OUTPUTS)
+    bt("run", "s.py", "--no-validate")
+    db = sqlite3.connect(bt.results / "bt.sqlite3")
+    db.execute("PRAGMA user_version = 99")
+    db.close()
+    assert_user_error(bt("list"), "newer bt", "upgrade")
+
+
+def test_script_that_cannot_be_executed(bt: BtRunner) -> None:
+    (bt.cwd / "job.sh").write_text("#!/bin/sh\necho hi\n")
+    assert_user_error(bt("run", "job.sh"), "not executable")
+    assert _runs_recorded(bt) == 0
+
+
+def test_validate_target_that_is_neither_run_nor_folder(bt: BtRunner, tmp_path: Path) -> None:
+    assert_user_error(bt("validate", str(tmp_path / "nowhere")), "No such directory or run")
+    (bt.cwd / "file.txt").write_text("x")
+    assert_user_error(bt("validate", "file.txt"), "not a directory")
+
+
+def test_logs_of_a_run_whose_folder_is_gone(bt: BtRunner) -> None:
+    import shutil
+
+    write(bt.cwd, "s.py", NO_OUTPUTS)
+    status = bt("run", "s.py", "--no-validate", "--json").json()
+    shutil.rmtree(status["output_dir"])
+    for args in (("logs", "latest"), ("logs", "latest", "--follow")):
+        assert_user_error(bt(*args), "Run folder not found")
+
+
+def test_no_arguments_shows_help(bt: BtRunner) -> None:
+    result = bt()
+    assert result.code == 0 and "Usage: bt" in result.stdout and result.stderr == ""
 
 
 def test_ambiguous_prefix_lists_candidates(bt: BtRunner) -> None:

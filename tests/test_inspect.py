@@ -119,6 +119,27 @@ def test_results_refuses_paths_leaving_the_folder(bt: BtRunner, tmp_path: Path) 
     assert bt("results", "latest", "inside-link.log").code == 0
 
 
+def test_reading_an_empty_results_folder_creates_nothing(bt: BtRunner) -> None:
+    assert bt("list", "--json").json() == {"total": 0, "runs": []}
+    health = bt("health", "--json").json()
+    assert health["active_runs"] == 0 and health["queued_runs"] == 0
+    assert not bt.results.exists()
+
+
+def test_list_by_script_path(bt: BtRunner) -> None:
+    _run(bt)
+    for name in ("s.py", "./s.py", str(bt.cwd / "s.py")):
+        assert bt("list", "--script", name, "--json").json()["total"] == 1, name
+    assert bt("list", "--script", "other.py", "--json").json()["total"] == 0
+
+
+def test_status_lists_validation_messages(bt: BtRunner) -> None:
+    write(bt.cwd, "lazy.py", NO_OUTPUTS)
+    bt("run", "lazy.py")
+    text = bt("status", "latest").stdout
+    assert "error: trades.csv: " in text and "error: pnl.csv: " in text
+
+
 def test_list_filters_total_and_limit(bt: BtRunner) -> None:
     for _ in range(3):
         _run(bt)

@@ -88,6 +88,8 @@ def test_concurrent_submitters_all_complete_without_lock_errors(lab: QueueLab) -
     assert max_overlap(lab.timeline) <= 2
     log = lab.worker_log()
     assert "locked" not in log.lower() and "Traceback" not in log and "Error" not in log, log
+    for run_id in ids:  # the workers say what they did, one line per event
+        assert f": started {run_id}\n" in log and f": finished {run_id} completed\n" in log
 
 
 def _strand_queue(lab: QueueLab, names: list[str], sleep: float) -> list[str]:

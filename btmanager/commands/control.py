@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from typing import Annotated
 
 import typer
@@ -19,11 +20,18 @@ def cancel(
     ctx: typer.Context,
     run_id: RunRef,
     grace: Annotated[
-        float, typer.Option(help="Seconds between SIGTERM and SIGKILL for the run's tree.")
+        float,
+        typer.Option(
+            metavar="SECONDS", help="Wait between SIGTERM and SIGKILL for the run's tree."
+        ),
     ] = 10.0,
     json_output: JsonOption = False,
 ) -> None:
-    """Cancel a queued or running run (its whole process tree ends)."""
+    """Cancel a queued or running run (its whole process tree).
+
+    A queued run never starts. A running one gets SIGTERM (its whole tree), then SIGKILL after
+    the grace period. Exit 1 if the run had already finished.
+    """
     if grace < 0:
         raise UsageError("--grace must be 0 or more")
     result = service(ctx).cancel(run_id, grace)
@@ -39,13 +47,19 @@ def cancel(
 @app.command()
 def wait(
     ctx: typer.Context,
-    run_ids: Annotated[list[str], typer.Argument(help="Runs to wait for (ids, prefixes, latest).")],
+    run_ids: Annotated[
+        list[str],
+        typer.Argument(metavar="RUN_ID...", help="Runs to wait for (ids, prefixes, latest)."),
+    ],
     timeout: Annotated[
-        float | None, typer.Option(help="Give up after S seconds (exit 124).")
+        float | None, typer.Option(metavar="SECONDS", help="Give up after this long (exit 124).")
     ] = None,
     json_output: JsonOption = False,
 ) -> None:
-    """Block until the runs finish; exit 0 only if all completed."""
+    """Block until the runs finish; exit 0 if all completed.
+
+    Exit 1 if any failed or was cancelled, 124 if --timeout passed first.
+    """
     if timeout is not None and timeout < 0:
         raise UsageError("--timeout must be 0 or more")
     try:
@@ -64,30 +78,45 @@ def wait(
         raise typer.Exit(exitcodes.FAILED)
 
 
+def _log_event(message: str) -> None:
+    """One timestamped line per event, for journald, cron mail or the drain workers' log."""
+    from btmanager.timeutil import now_iso
+
+    print(f"{now_iso()} bt worker[{os.getpid()}]: {message}", flush=True)
+
+
 @app.command()
 def worker(
     ctx: typer.Context,
     max_parallel: Annotated[
         int | None,
-        typer.Option(help="Runs at once (default: $BT_MAX_PARALLEL, else the CPU count).", min=1),
+        typer.Option(
+            metavar="N", help="Runs at once (default: $BT_MAX_PARALLEL, else the CPU count).", min=1
+        ),
     ] = None,
     idle_exit: Annotated[
         float | None,
-        typer.Option(help="Return once nothing was queued or running for S seconds."),
+        typer.Option(
+            metavar="SECONDS", help="Return once nothing was queued or running for this long."
+        ),
     ] = None,
     drain: Annotated[
         bool,
         typer.Option("--drain", hidden=True, help="Exit as soon as nothing can be claimed."),
     ] = False,
 ) -> None:
-    """Execute queued runs in the foreground (for systemd, cron or CI)."""
+    """Execute queued runs in the foreground (systemd, cron, CI).
+
+    Not needed for `bt run -d`, which starts a worker on demand; this one stays until stopped
+    (SIGTERM/Ctrl-C cancel the runs it is executing) or, with --idle-exit, until idle.
+    """
     from btmanager.execution.signals import stop_on_signals
 
     svc = service(ctx, spawn_workers=False)
     slots = max_parallel or svc.settings.max_parallel
     if drain:
         slots = 1
-    pool = svc.worker(slots, idle_exit, drain)
+    pool = svc.worker(slots, idle_exit, drain, on_event=_log_event)
     with stop_on_signals(lambda name: pool.request_stop(f"worker received {name}")):
         pool.run()
     if pool.stop.requested.is_set():

@@ -12,7 +12,9 @@ from btmanager.app import JsonOption, app, service
 from btmanager.errors import UsageError
 from btmanager.render.common import emit_json, stdout_console
 
-RunRef = Annotated[str, typer.Argument(help="Run id, a unique prefix of one, or 'latest'.")]
+RunRef = Annotated[
+    str, typer.Argument(metavar="RUN_ID", help="Run id, a unique prefix of one, or 'latest'.")
+]
 
 
 @app.command()
@@ -31,7 +33,9 @@ def status(ctx: typer.Context, run_id: RunRef, json_output: JsonOption = False) 
 def logs(
     ctx: typer.Context,
     run_id: RunRef,
-    lines: Annotated[int, typer.Option("--lines", "-n", help="How many last lines.")] = 100,
+    lines: Annotated[
+        int, typer.Option("--lines", "-n", metavar="N", help="How many last lines.")
+    ] = 100,
     follow: Annotated[
         bool, typer.Option("--follow", "-f", help="Keep printing new lines until the run ends.")
     ] = False,
@@ -61,10 +65,12 @@ def results(
     ctx: typer.Context,
     run_id: RunRef,
     file: Annotated[
-        str | None, typer.Argument(help="A file of the run folder to print (or save with -o).")
+        str | None,
+        typer.Argument(metavar="FILE", help="A file of the run folder to print (or save with -o)."),
     ] = None,
     output: Annotated[
-        Path | None, typer.Option("--output", "-o", help="Write FILE here instead of stdout.")
+        Path | None,
+        typer.Option("--output", "-o", metavar="PATH", help="Write FILE here instead of stdout."),
     ] = None,
     json_output: JsonOption = False,
 ) -> None:
@@ -109,11 +115,17 @@ def list_runs(
     ctx: typer.Context,
     status: Annotated[
         str | None,
-        typer.Option(help="Only runs with this status (queued, running, completed, ...)."),
+        typer.Option(
+            metavar="STATUS",
+            help="Only runs with this status: queued, running, completed, failed, cancelled.",
+        ),
     ] = None,
-    limit: Annotated[int, typer.Option(help="At most this many runs, newest first.")] = 50,
+    limit: Annotated[
+        int, typer.Option(metavar="N", help="At most this many runs, newest first.")
+    ] = 50,
     script: Annotated[
-        str | None, typer.Option(help="Only runs of this script (path as given, or file name).")
+        str | None,
+        typer.Option(metavar="NAME", help="Only runs of this script (path, or file name)."),
     ] = None,
     json_output: JsonOption = False,
 ) -> None:

@@ -44,47 +44,67 @@ def _positive(name: str, value: float | None) -> None:
 @app.command()
 def run(
     ctx: typer.Context,
-    script: Annotated[str, typer.Argument(help="The backtest script (.py runs with Python).")],
+    script: Annotated[
+        str, typer.Argument(metavar="SCRIPT", help="The backtest script (.py runs with Python).")
+    ],
     extra: Annotated[
         list[str] | None,
-        typer.Argument(help="Extra arguments passed to the script as they are (after --)."),
+        typer.Argument(
+            metavar="-- EXTRA...", help="Arguments after -- go to the script as they are."
+        ),
     ] = None,
     param: Annotated[
         list[str] | None,
-        typer.Option("--param", "-p", help="KEY=VALUE, passed to the script as --KEY VALUE."),
+        typer.Option(
+            "--param", "-p", metavar="KEY=VALUE", help="Passed as --KEY VALUE; repeat for more."
+        ),
     ] = None,
     params_file: Annotated[
         Path | None,
-        typer.Option("--params-file", help="JSON or TOML file of parameters (-p overrides)."),
+        typer.Option(
+            "--params-file", metavar="FILE", help="JSON or TOML file of parameters (-p overrides)."
+        ),
     ] = None,
     detach: Annotated[
         bool, typer.Option("--detach", "-d", help="Queue the run and return at once.")
     ] = False,
     priority: Annotated[
-        int, typer.Option(help="Queue priority: higher starts first; ties keep order.")
+        int, typer.Option(metavar="N", help="Queue priority: higher starts first; ties keep order.")
     ] = 0,
     nice: Annotated[
         int | None,
         typer.Option(
-            help="CPU priority of the script (default 10 when detached).", min=-20, max=19
+            metavar="N",
+            help="CPU priority (nice) of the script; default 10 when detached.",
+            min=-20,
+            max=19,
         ),
     ] = None,
     timeout: Annotated[
-        float | None, typer.Option(help="End the run after S seconds (it fails).")
+        float | None, typer.Option(metavar="SECONDS", help="End the run after this long; it fails.")
     ] = None,
     grace: Annotated[
-        float, typer.Option(help="Seconds between SIGTERM and SIGKILL when ending a run.")
+        float,
+        typer.Option(metavar="SECONDS", help="Wait between SIGTERM and SIGKILL when ending a run."),
     ] = DEFAULT_GRACE,
-    label: Annotated[str | None, typer.Option(help="A free-text label for the run.")] = None,
+    label: Annotated[
+        str | None, typer.Option(metavar="TEXT", help="A free-text label for the run.")
+    ] = None,
     no_validate: Annotated[
         bool, typer.Option("--no-validate", help="Skip output validation.")
     ] = False,
     rules: Annotated[
-        Path | None, typer.Option(help="Validation rules file (TOML; default ./bt.toml).")
+        Path | None,
+        typer.Option(metavar="FILE", help="Validation rules file (TOML; default ./bt.toml)."),
     ] = None,
     json_output: JsonOption = False,
 ) -> None:
-    """Run a backtest script with its own run id, folder, log and validation."""
+    """Run a backtest script: an id, a folder, a log, validation.
+
+    In the foreground (default) the script's output is mirrored live; Ctrl-C cancels the run and
+    its whole process tree. Exit 0 completed, 1 failed, 130 cancelled. With --detach the run is
+    queued (at most $BT_MAX_PARALLEL at once) and only its id is printed.
+    """
     _positive("--timeout", timeout)
     if grace < 0:
         raise UsageError("--grace must be 0 or more")

@@ -16,17 +16,27 @@ from btmanager.render.common import emit_json, stdout_console
 def validate(
     ctx: typer.Context,
     target: Annotated[
-        str, typer.Argument(help="A run (id, prefix, latest) or any directory of outputs.")
+        str,
+        typer.Argument(
+            metavar="TARGET", help="A run (id, prefix, latest) or any directory of outputs."
+        ),
     ],
     rules: Annotated[
-        Path | None, typer.Option(help="Validation rules file (TOML; default ./bt.toml).")
+        Path | None,
+        typer.Option(metavar="FILE", help="Validation rules file (TOML; default ./bt.toml)."),
     ] = None,
     junit: Annotated[
-        Path | None, typer.Option(help="Also write a JUnit XML report to this file.")
+        Path | None,
+        typer.Option(metavar="FILE", help="Also write a JUnit XML report to this file."),
     ] = None,
     json_output: JsonOption = False,
 ) -> None:
-    """Validate output files; a run's stored results and status follow the new result."""
+    """Validate the output files of a run or a folder.
+
+    For a run, the stored result is updated, and a run that exited 0 becomes completed or failed
+    as the new result says. Rules: --rules, else ./bt.toml, else those recorded with the run.
+    Exit 0 valid, 1 invalid, 2 bad target or rules file.
+    """
     outcome = service(ctx).validate(target, rules, Path.cwd())
     if junit is not None:
         from btmanager.junit import write_junit

@@ -72,3 +72,12 @@ def short_time(iso_text: str | None) -> str:
     from datetime import datetime
 
     return datetime.fromisoformat(iso_text).astimezone().strftime("%Y-%m-%d %H:%M:%S")
+
+
+def zoned_time(iso_text: str | None) -> str:
+    """`2026-02-10 14:30:22 CET`: local time with its zone (run ids are in UTC)."""
+    if not iso_text:
+        return "-"
+    from datetime import datetime
+
+    return datetime.fromisoformat(iso_text).astimezone().strftime("%Y-%m-%d %H:%M:%S %Z")

@@ -17,15 +17,14 @@ from btmanager.render.common import (
     human_duration,
     short_time,
     styled_status,
+    zoned_time,
 )
 from btmanager.runner import elapsed_since
 from btmanager.store import Run
 
 
-def status_table(run: Run) -> Table:
-    table = Table.grid(padding=(0, 2))
-    table.add_column(style="bold")
-    table.add_column()
+def status_rows(run: Run) -> list[tuple[str, str]]:
+    """(label, Rich markup) pairs describing a run."""
     duration = run.duration_seconds
     if duration is None and run.status == "running":
         duration = elapsed_since(run.started_at)
@@ -38,9 +37,9 @@ def status_table(run: Run) -> Table:
     if run.label:
         rows.append(("Label", escape(run.label)))
     rows += [
-        ("Created", short_time(run.created_at)),
-        ("Started", short_time(run.started_at)),
-        ("Finished", short_time(run.completed_at)),
+        ("Created", zoned_time(run.created_at)),
+        ("Started", zoned_time(run.started_at)),
+        ("Finished", zoned_time(run.completed_at)),
         ("Duration", human_duration(duration)),
         ("Exit code", "-" if run.exit_code is None else str(run.exit_code)),
         ("PID", "-" if run.pid is None else str(run.pid)),
@@ -59,13 +58,26 @@ def status_table(run: Run) -> Table:
         rows.append(("Validation", f"{verdict} ({errors} errors, {warnings} warnings)"))
     elif not run.validate:
         rows.append(("Validation", "skipped (--no-validate)"))
-    for name, value in rows:
-        table.add_row(name, value)
-    return table
+    return rows
+
+
+_MESSAGES_SHOWN = 5
 
 
 def render_status(run: Run, console: Console) -> None:
-    console.print(status_table(run))
+    # Plain lines rather than a grid: a grid pads every line to its widest row.
+    for name, value in status_rows(run):
+        console.print(f"[bold]{name:<12}[/] {value}", soft_wrap=True)
+    results = run.validation_results or {}
+    for key, style in (("errors", "red"), ("warnings", "yellow")):
+        messages = list(results.get(key) or [])
+        for message in messages[:_MESSAGES_SHOWN]:
+            console.print(f"  [{style}]{key[:-1]}:[/] {escape(message)}", soft_wrap=True)
+        if len(messages) > _MESSAGES_SHOWN:
+            console.print(
+                f"  ... {len(messages) - _MESSAGES_SHOWN} more {key} "
+                "(bt status --json, or bt validate RUN_ID)"
+            )
 
 
 def render_list(total: int, runs: list[Run], console: Console) -> None:
