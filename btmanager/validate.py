@@ -25,13 +25,13 @@ from btmanager import calendars
 from btmanager.csvchecks import C, PnlCheck, SummaryCheck, TableScan, TradesCheck, scan_table
 from btmanager.csvscan import SHOWN, Positions, plural, shorten
 from btmanager.errors import NotFoundError
+from btmanager.logscan import scan_log
 from btmanager.rules import LOG, METADATA, PNL, SUMMARY, TRADES, Level, Rules, Severity
 
 FAST_BYTES_ENV = "BT_VALIDATE_FAST_BYTES"  # CSV files this big or bigger get a fast scan
 DEFAULT_FAST_BYTES = 16 << 20
 MIN_SIZES = {TRADES: 100, SUMMARY: 50, PNL: 100}  # a file must be larger than this
 METADATA_MAX = 64 << 20  # metadata.json is parsed whole; bigger ones are not read
-LOG_CHUNK = 8 << 20
 # summary totals versus the files: relative tolerance, with a floor for totals near zero
 TOTAL_REL_TOL = 1e-4
 TOTAL_ABS_TOL = 0.01
@@ -598,65 +598,3 @@ def _dates(days: list[date]) -> str:
 def _json_kind(value: object) -> str:
     names = {list: "an array", str: "a string", bool: "a boolean", type(None): "null"}
     return names.get(type(value), "a number" if isinstance(value, int | float) else "a value")
-
-
-# --- execution.log ---------------------------------------------------------------------------
-
-_TRACEBACK = b"Traceback (most recent call last)"
-_LEVEL_WORDS = (b"CRITICAL", b"FATAL")
-_FATAL_PYTHON = b"Fatal Python error"  # CPython's message when the interpreter itself dies
-_OVERLAP = len(_TRACEBACK) + 2  # longer than any pattern, plus a byte of context each side
-
-
-def scan_log(path: Path, chunk_size: int = LOG_CHUNK) -> tuple[Positions, Positions]:
-    """Lines with a Python traceback, and lines with a CRITICAL/FATAL level (or CPython's
-    fatal error), found by scanning the file in binary chunks that overlap."""
-    tracebacks, fatal = Positions(), Positions()
-    last_line = {tracebacks: 0, fatal: 0}  # one count per line and kind
-    with path.open("rb") as f:
-        buffer = b""
-        base_line = 1  # line number of buffer[0]
-        start = 0  # matches starting before this were counted with the previous chunk
-        while True:
-            data = f.read(chunk_size)
-            buffer += data
-            end = len(buffer) if not data else max(len(buffer) - _OVERLAP, 0)
-            hits = sorted(_hits(buffer, start, end, tracebacks, fatal), key=lambda hit: hit[0])
-            line, counted = base_line, 0
-            for position, found in hits:
-                line += buffer.count(b"\n", counted, position)
-                counted = position
-                if last_line[found] != line:
-                    last_line[found] = line
-                    found.add(line)
-            if not data:
-                return tracebacks, fatal
-            keep = max(end - 1, 0)  # keep one byte before the next match for word boundaries
-            base_line += buffer.count(b"\n", 0, keep)
-            buffer, start = buffer[keep:], end - keep
-
-
-def _hits(
-    buffer: bytes, start: int, end: int, tracebacks: Positions, fatal: Positions
-) -> Iterable[tuple[int, Positions]]:
-    for position in _find_all(buffer, _TRACEBACK, start, end):
-        yield position, tracebacks
-    for position in _find_all(buffer, _FATAL_PYTHON, start, end):
-        yield position, fatal
-    for word in _LEVEL_WORDS:
-        for position in _find_all(buffer, word, start, end):
-            before = buffer[position - 1 : position] if position else b""
-            after = buffer[position + len(word) : position + len(word) + 1]
-            if not _is_word_byte(before) and not _is_word_byte(after):
-                yield position, fatal
-
-
-def _find_all(buffer: bytes, pattern: bytes, start: int, end: int) -> Iterable[int]:
-    position = buffer.find(pattern, start)
-    while 0 <= position < end:
-        yield position
-        position = buffer.find(pattern, position + 1)
-
-
-def _is_word_byte(byte: bytes) -> bool:
-    return bool(byte) and (byte.isalnum() or byte == b"_")

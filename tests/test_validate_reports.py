@@ -11,8 +11,9 @@ from rich.console import Console
 
 from btmanager.errors import StorageError
 from btmanager.junit import write_junit
+from btmanager.logscan import scan_log
 from btmanager.render.validation import render_report
-from btmanager.validate import Report, scan_log, validate_dir
+from btmanager.validate import Report, validate_dir
 from tests.validation_fixtures import write_valid_run
 
 
