@@ -7,6 +7,7 @@ Every failure the user can cause ends here as one `Error: ...` line on stderr an
 from __future__ import annotations
 
 import copy
+import gc
 import os
 import sys
 from collections.abc import Sequence
@@ -120,4 +121,9 @@ def main() -> None:
         sys.stdout.flush()
     except BrokenPipeError:
         pass
+    # The process ends here: spare the interpreter's final garbage collection over every object
+    # Typer, Click and Rich created (~10 ms, a sixth of `bt status`). Nothing of bt's needs the
+    # collector to be finalised (the registry is closed and the output flushed by now); the
+    # memory goes back to the system with the process.
+    gc.freeze()
     sys.exit(code)

@@ -42,7 +42,7 @@ def logs(
     json_output: JsonOption = False,
 ) -> None:
     """Print the last lines of a run's execution.log."""
-    from btmanager.render.runs import write_lines
+    from btmanager.render.common import write_lines
 
     svc = service(ctx)
     if follow and json_output:

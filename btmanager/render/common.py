@@ -5,7 +5,8 @@ from __future__ import annotations
 import json
 import os
 import sys
-from typing import TYPE_CHECKING, Any
+from collections.abc import Iterable
+from typing import IO, TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -30,6 +31,17 @@ def stderr_console() -> Console:
     from rich.console import Console
 
     return Console(stderr=True, highlight=False, no_color=bool(os.environ.get("NO_COLOR")) or None)
+
+
+def write_lines(lines: Iterable[str], stream: IO[str] | None = None) -> None:
+    """Log lines verbatim (no markup interpretation), flushed as they come.
+
+    Here rather than with the Rich renderers: `bt logs` must not pay for importing Rich.
+    """
+    out = stream or sys.stdout
+    for line in lines:
+        out.write(line + "\n")
+        out.flush()
 
 
 def emit_json(document: Any) -> None:

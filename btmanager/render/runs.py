@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import sys
 import time
-from collections.abc import Iterable
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 from rich.console import Console
 from rich.markup import escape
@@ -136,14 +135,6 @@ def render_health(health: dict[str, Any], console: Console) -> None:
         f"{health['queued_runs']} queued (limit {health['max_parallel']}); "
         f"registry {escape(health['registry'])}"
     )
-
-
-def write_lines(lines: Iterable[str], stream: IO[str] | None = None) -> None:
-    """Log lines verbatim (no markup interpretation), flushed as they come."""
-    out = stream or sys.stdout
-    for line in lines:
-        out.write(line + "\n")
-        out.flush()
 
 
 class LiveRunView:
