@@ -137,7 +137,8 @@ def test_killed_supervisor_keeps_a_live_script_running_then_fails_it(lab: QueueL
     gate = lab.gate("finish")
     run_id = lab.job("orphaned", "-p", f"gate={gate}")
     row = lab.wait_running(run_id)
-    assert lab.run_json(run_id)["supervisor_pid"] == row["supervisor_pid"]
+    # run.json is rewritten just after the registry commit: give it a moment
+    wait_for(lambda: lab.run_json(run_id)["supervisor_pid"] == row["supervisor_pid"], timeout=10)
     os.kill(row["supervisor_pid"], signal.SIGKILL)
     wait_for(lambda: not pid_alive(row["supervisor_pid"]))
     # Every later command reconciles; the script lives on, so the run stays running.
@@ -152,7 +153,8 @@ def test_killed_supervisor_keeps_a_live_script_running_then_fails_it(lab: QueueL
     assert run["status"] == "failed"
     assert "supervisor died; exit status unknown" in run["error_message"]
     assert str(row["supervisor_pid"]) in run["error_message"]
-    assert lab.run_json(run_id)["status"] == "failed"
+    # run.json is rewritten just after the registry commit: give it a moment
+    wait_for(lambda: lab.run_json(run_id)["status"] == "failed", timeout=10)
     assert "job orphaned done" in lab.log(run_id)  # the script itself did finish
 
 
@@ -180,7 +182,8 @@ def test_killed_script_fails_the_run_with_the_signal(lab: QueueLab) -> None:
     assert code == 1
     assert run["status"] == "failed" and run["exit_code"] == -9
     assert run["error_message"] == "killed by signal 9 (SIGKILL)"
-    assert lab.run_json(run_id)["exit_code"] == -9
+    # run.json is rewritten just after the registry commit: give it a moment
+    wait_for(lambda: lab.run_json(run_id)["exit_code"] == -9, timeout=10)
 
 
 def test_supervisor_and_script_both_killed_fail_on_the_next_command(lab: QueueLab) -> None:
@@ -194,7 +197,8 @@ def test_supervisor_and_script_both_killed_fail_on_the_next_command(lab: QueueLa
     assert "supervisor died; exit status unknown" in status["error_message"]
     assert f"script pid {row['pid']}" in status["error_message"]
     assert status["completed_at"] is not None
-    assert lab.run_json(run_id)["status"] == "failed"
+    # run.json is rewritten just after the registry commit: give it a moment
+    wait_for(lambda: lab.run_json(run_id)["status"] == "failed", timeout=10)
 
 
 NESTED = """
@@ -240,7 +244,8 @@ def test_timeout_still_applies_after_the_supervisor_died(lab: QueueLab) -> None:
     assert status["status"] == "failed"
     assert status["error_message"] == "timed out after 2 s (supervisor had died)"
     assert_tree_gone(pids)
-    assert lab.run_json(run_id)["status"] == "failed"
+    # run.json is rewritten just after the registry commit: give it a moment
+    wait_for(lambda: lab.run_json(run_id)["status"] == "failed", timeout=10)
 
 
 def test_supervisor_that_died_before_starting_the_script(lab: QueueLab) -> None:
