@@ -27,7 +27,7 @@ def write_valid_outputs(out):
         "metric,value\\ntotal_pnl,265.5\\nwin_rate,0.6\\nmax_drawdown,-50.0\\nsharpe_ratio,1.2\\n"
     )
     (out / "metadata.json").write_text(
-        json.dumps({"params": sys.argv[1:], "timestamp": "2024-01-05T16:00:00+00:00"})
+        json.dumps({"params": {"argv": sys.argv[1:]}, "timestamp": "2024-01-05T16:00:00+00:00"})
     )
 
 def output_dir():

@@ -75,3 +75,41 @@ def test_status_humanises_duration(bt: BtRunner, tmp_path: Path) -> None:
     text = bt("status", "latest").stdout
     assert re.search(r"Duration\s+1\.\d s", text)
     assert re.search(r"Peak memory\s+[\d.]+ MB", text)
+
+
+def test_piped_output_is_plain_text_without_rich(bt: BtRunner, tmp_path: Path) -> None:
+    from tests.scripts import NO_OUTPUTS, VALID
+
+    write(bt.cwd, "ok.py", VALID)
+    # PYTHONPROFILEIMPORTTIME lists every module imported on stderr: Rich must not be one of
+    # them when nobody sees colours (it costs a quarter of a small run's overhead).
+    result = bt("run", "ok.py", PYTHONPROFILEIMPORTTIME="1")
+    assert result.code == 0
+    assert not re.search(r"\| +rich(\.|$)", result.stderr, re.M)
+    assert "pandas" not in result.stderr and "pyarrow" not in result.stderr
+    out = result.stdout
+    assert re.search(r"^Status +completed$", out, re.M)
+    assert "Output files" in out and "Valid: 0 errors, 0 warnings" in out
+    assert re.search(r"✓ +trades\.csv", out)
+    write(bt.cwd, "lazy.py", NO_OUTPUTS)
+    failed = bt("run", "lazy.py")
+    assert failed.code == 1
+    assert "Errors\n  trades.csv\n    - " in failed.stdout
+    assert re.search(r"^  error: trades\.csv: ", bt("status", "latest").stdout, re.M)
+    validated = bt("validate", "latest", PYTHONPROFILEIMPORTTIME="1")
+    assert validated.code == 1 and "Invalid: " in validated.stdout
+    assert not re.search(r"\| +rich(\.|$)", validated.stderr, re.M)
+
+
+def test_terminal_report_says_the_same_as_the_plain_one(bt: BtRunner) -> None:
+    from tests.scripts import NO_OUTPUTS
+
+    write(bt.cwd, "lazy.py", NO_OUTPUTS)
+    bt("run", "lazy.py")
+    plain = bt("validate", "latest").stdout
+    screen = _run_in_terminal(bt, "validate", "latest", NO_COLOR="1")
+    for line in plain.splitlines()[1:]:
+        words = line.split()
+        if words and words[0] in ("-", "✓", "✗", "!"):
+            words = words[1:]  # the status symbol column is drawn by both
+        assert all(word in screen for word in words), line

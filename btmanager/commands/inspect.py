@@ -10,7 +10,7 @@ import typer
 
 from btmanager.app import JsonOption, app, service
 from btmanager.errors import UsageError
-from btmanager.render.common import emit_json, stdout_console
+from btmanager.render.common import emit_json, is_terminal, stdout_console
 
 RunRef = Annotated[
     str, typer.Argument(metavar="RUN_ID", help="Run id, a unique prefix of one, or 'latest'.")
@@ -23,10 +23,14 @@ def status(ctx: typer.Context, run_id: RunRef, json_output: JsonOption = False) 
     run = service(ctx).status(run_id)
     if json_output:
         emit_json(run.to_status_dict())
-    else:
+    elif is_terminal():
         from btmanager.render.runs import render_status
 
         render_status(run, stdout_console())
+    else:
+        from btmanager.render.text import write_status
+
+        write_status(run)
 
 
 @app.command()

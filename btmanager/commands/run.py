@@ -12,7 +12,7 @@ import typer
 from btmanager import exitcodes
 from btmanager.app import JsonOption, app, service
 from btmanager.errors import UsageError
-from btmanager.render.common import emit_json, stdout_console
+from btmanager.render.common import emit_json, is_terminal, stdout_console
 from btmanager.settings import DEFAULT_GRACE
 from btmanager.store import CANCELLED, COMPLETED, Run
 
@@ -152,25 +152,39 @@ def _run_foreground(svc: object, request: RunRequest, json_output: bool) -> int:
     assert isinstance(svc, Service)
     stop = StopRequest()
     observer: RunObserver
+    rich = not json_output and is_terminal()  # Rich only where someone sees its colours
     if json_output:
-        observer = QuietObserver()  # and no Rich at all (~12 ms of imports)
-    else:
+        observer = QuietObserver()
+    elif rich:
         from btmanager.render.runs import LiveRunView
 
         console = stdout_console()
-        live = console.is_terminal and not os.environ.get("NO_COLOR")
-        observer = LiveRunView(console, live_line=live)
+        observer = LiveRunView(console, live_line=not os.environ.get("NO_COLOR"))
+    else:
+        from btmanager.render.text import PlainRunView
+
+        observer = PlainRunView()
     with stop_on_signals(lambda name: stop.request(f"received {name}")):
         final = svc.run_foreground(request, observer, stop)
     if json_output:
         emit_json(final.to_status_dict())
-    else:
+        return exit_code_for(final)
+    report = None
+    if final.validation_results:
+        from btmanager.validate import Report
+
+        report = Report(**final.validation_results)
+    if rich:
         from btmanager.render.runs import render_status
+        from btmanager.render.validation import render_report
 
         render_status(final, console)
-        if final.validation_results:
-            from btmanager.render.validation import render_report
-            from btmanager.validate import Report
+        if report is not None:
+            render_report(report, console, title="Output files")
+    else:
+        from btmanager.render.text import write_report, write_status
 
-            render_report(Report(**final.validation_results), console, title="Output files")
+        write_status(final)
+        if report is not None:
+            write_report(report, title="Output files")
     return exit_code_for(final)

@@ -33,6 +33,14 @@ def stderr_console() -> Console:
     return Console(stderr=True, highlight=False, no_color=bool(os.environ.get("NO_COLOR")) or None)
 
 
+def is_terminal() -> bool:
+    """Human output goes through Rich only on a terminal; elsewhere it is plain text."""
+    try:
+        return sys.stdout.isatty()
+    except (AttributeError, ValueError):
+        return False
+
+
 def write_lines(lines: Iterable[str], stream: IO[str] | None = None) -> None:
     """Log lines verbatim (no markup interpretation), flushed as they come.
 

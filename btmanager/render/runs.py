@@ -11,72 +11,20 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from btmanager.render.common import (
-    human_bytes,
-    human_duration,
-    short_time,
-    styled_status,
-    zoned_time,
-)
+from btmanager.render.common import human_bytes, human_duration, short_time, styled_status
+from btmanager.render.text import status_messages, status_rows
 from btmanager.runner import elapsed_since
 from btmanager.store import Run
 
 
-def status_rows(run: Run) -> list[tuple[str, str]]:
-    """(label, Rich markup) pairs describing a run."""
-    duration = run.duration_seconds
-    if duration is None and run.status == "running":
-        duration = elapsed_since(run.started_at)
-    rows: list[tuple[str, str]] = [
-        ("Run", run.run_id),
-        ("Status", styled_status(run.status)),
-        ("Script", escape(run.script_path)),
-        ("Params", escape(" ".join(f"{k}={v}" for k, v in run.params.items()) or "-")),
-    ]
-    if run.label:
-        rows.append(("Label", escape(run.label)))
-    rows += [
-        ("Created", zoned_time(run.created_at)),
-        ("Started", zoned_time(run.started_at)),
-        ("Finished", zoned_time(run.completed_at)),
-        ("Duration", human_duration(duration)),
-        ("Exit code", "-" if run.exit_code is None else str(run.exit_code)),
-        ("PID", "-" if run.pid is None else str(run.pid)),
-        ("Peak memory", human_bytes(run.peak_memory_bytes)),
-        ("CPU time", human_duration(run.cpu_seconds)),
-        ("Output", escape(run.output_dir)),
-    ]
-    if run.priority:
-        rows.append(("Priority", str(run.priority)))
-    if run.error_message:
-        rows.append(("Error", f"[red]{escape(run.error_message)}[/]"))
-    results = run.validation_results
-    if results:
-        verdict = "[green]valid[/]" if results.get("valid") else "[red]invalid[/]"
-        errors, warnings = len(results.get("errors", [])), len(results.get("warnings", []))
-        rows.append(("Validation", f"{verdict} ({errors} errors, {warnings} warnings)"))
-    elif not run.validate:
-        rows.append(("Validation", "skipped (--no-validate)"))
-    return rows
-
-
-_MESSAGES_SHOWN = 5
-
-
 def render_status(run: Run, console: Console) -> None:
     # Plain lines rather than a grid: a grid pads every line to its widest row.
-    for name, value in status_rows(run):
-        console.print(f"[bold]{name:<12}[/] {value}", soft_wrap=True)
-    results = run.validation_results or {}
-    for key, style in (("errors", "red"), ("warnings", "yellow")):
-        messages = list(results.get(key) or [])
-        for message in messages[:_MESSAGES_SHOWN]:
-            console.print(f"  [{style}]{key[:-1]}:[/] {escape(message)}", soft_wrap=True)
-        if len(messages) > _MESSAGES_SHOWN:
-            console.print(
-                f"  ... {len(messages) - _MESSAGES_SHOWN} more {key} "
-                "(bt status --json, or bt validate RUN_ID)"
-            )
+    for label, text, style in status_rows(run):
+        value = f"[{style}]{escape(text)}[/]" if style else escape(text)
+        console.print(f"[bold]{label:<12}[/] {value}", soft_wrap=True)
+    for kind, message, style in status_messages(run):
+        shown = f"[{style}]{kind}:[/]" if style else f"{kind}"
+        console.print(f"  {shown} {escape(message)}", soft_wrap=True)
 
 
 def render_list(total: int, runs: list[Run], console: Console) -> None:

@@ -6,7 +6,7 @@ show the symbols), so the report reads the same without colour.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Literal
 
 from rich import box
 from rich.console import Console
@@ -14,16 +14,14 @@ from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
-from btmanager.render.common import human_bytes
+from btmanager.render.text import (
+    FILE_STATUS,
+    REPORT_HEADERS,
+    report_messages,
+    report_rows,
+    report_verdict,
+)
 from btmanager.validate import Report
-
-# (symbol, ASCII fallback, style) per file status
-_STATUS = {
-    "ok": ("✓", "ok", "green"),
-    "error": ("✗", "ERR", "bold red"),
-    "warning": ("!", "WARN", "yellow"),
-    "absent": ("-", "-", "dim"),
-}
 
 
 def render_report(report: Report, console: Console, title: str | None = None) -> None:
@@ -33,55 +31,33 @@ def render_report(report: Report, console: Console, title: str | None = None) ->
         box=box.SIMPLE_HEAD if unicode else box.ASCII,
         title_justify="left",
     )
-    table.add_column("", no_wrap=True)
-    table.add_column("File", no_wrap=True)
-    table.add_column("Size", justify="right")
-    table.add_column("Rows", justify="right")
-    table.add_column("Columns", justify="right")
-    for name, check in report.file_checks.items():
-        symbol, ascii_symbol, style = _STATUS[_status(check)]
+    for header in REPORT_HEADERS:
+        table.add_column(
+            header, no_wrap=header in ("", "File"), justify=_JUSTIFY.get(header, "left")
+        )
+    for status, (name, size, rows, columns) in report_rows(report.file_checks):
+        symbol, ascii_symbol, style = FILE_STATUS[status]
         table.add_row(
-            Text(symbol if unicode else ascii_symbol, style=style),
-            Text(name),
-            "-" if not check.get("exists") else human_bytes(check.get("size")),
-            _count(check.get("row_count")),
-            _count(len(check["columns"]) if check.get("columns") is not None else None),
+            Text(symbol if unicode else ascii_symbol, style=style), Text(name), size, rows, columns
         )
     console.print(table)
-    _messages(console, "Errors", "bold red", report, "errors")
-    _messages(console, "Warnings", "yellow", report, "warnings")
-    verdict = Text(
-        "Valid" if report.valid else "Invalid", style="bold green" if report.valid else "bold red"
-    )
-    counts = f": {_plural(len(report.errors), 'error')}, {_plural(len(report.warnings), 'warning')}"
-    console.print(verdict + Text(counts))
+    for heading, key, style in (
+        ("Errors", "errors", "bold red"),
+        ("Warnings", "warnings", "yellow"),
+    ):
+        groups = report_messages(report.file_checks, key)
+        if groups:
+            console.print(Text(heading, style=style))
+        for name, messages in groups:
+            console.print(Text(f"  {name}", style="bold"))
+            for message in messages:
+                console.print(Text(f"    - {message}"), soft_wrap=False, overflow="fold")
+    word, counts = report_verdict(report.valid, len(report.errors), len(report.warnings))
+    console.print(Text(word, style="bold green" if report.valid else "bold red") + Text(counts))
 
 
-def _status(check: dict[str, Any]) -> str:
-    if check.get("errors"):
-        return "error"
-    if check.get("warnings"):
-        return "warning"
-    return "ok" if check.get("exists") else "absent"
-
-
-def _count(value: int | None) -> str:
-    return "-" if value is None else f"{value:,}"
-
-
-def _plural(count: int, word: str) -> str:
-    return f"{count} {word}{'' if count == 1 else 's'}"
-
-
-def _messages(console: Console, heading: str, style: str, report: Report, key: str) -> None:
-    groups = {name: check.get(key) or [] for name, check in report.file_checks.items()}
-    groups = {name: messages for name, messages in groups.items() if messages}
-    if not groups:
-        return
-    console.print(Text(heading, style=style))
-    for name, messages in groups.items():
-        console.print(Text(f"  {name}", style="bold"))
-        prefix = f"{name}: "
-        for message in messages:
-            shown = message[len(prefix) :] if message.startswith(prefix) else message
-            console.print(Text(f"    - {shown}"), soft_wrap=False, overflow="fold")
+_JUSTIFY: dict[str, Literal["left", "right"]] = {
+    "Size": "right",
+    "Rows": "right",
+    "Columns": "right",
+}

@@ -1,0 +1,221 @@
+"""What the human output says, as plain data, and plain-text drawing of it.
+
+Output that is not a terminal (a pipe, a file, a CI log, cron mail) is never coloured, so it is
+drawn here as plain text without importing Rich (~25 ms to import and draw, a quarter of a
+small foreground `bt run`). The Rich renderers (`runs.py`, `validation.py`) draw the same rows
+with styles, so the two never say different things.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Mapping
+from typing import IO, Any
+
+from btmanager.render.common import (
+    STATUS_STYLES,
+    human_bytes,
+    human_duration,
+    zoned_time,
+)
+from btmanager.runner import elapsed_since
+from btmanager.store import Run
+
+MESSAGES_SHOWN = 5  # validation messages `bt status` lists before "... N more"
+
+# (label, text, Rich style or None)
+Row = tuple[str, str, str | None]
+
+
+def status_rows(run: Run) -> list[Row]:
+    duration = run.duration_seconds
+    if duration is None and run.status == "running":
+        duration = elapsed_since(run.started_at)
+    rows: list[Row] = [
+        ("Run", run.run_id, None),
+        ("Status", run.status, STATUS_STYLES.get(run.status)),
+        ("Script", run.script_path, None),
+        ("Params", " ".join(f"{k}={v}" for k, v in run.params.items()) or "-", None),
+    ]
+    if run.label:
+        rows.append(("Label", run.label, None))
+    rows += [
+        ("Created", zoned_time(run.created_at), None),
+        ("Started", zoned_time(run.started_at), None),
+        ("Finished", zoned_time(run.completed_at), None),
+        ("Duration", human_duration(duration), None),
+        ("Exit code", "-" if run.exit_code is None else str(run.exit_code), None),
+        ("PID", "-" if run.pid is None else str(run.pid), None),
+        ("Peak memory", human_bytes(run.peak_memory_bytes), None),
+        ("CPU time", human_duration(run.cpu_seconds), None),
+        ("Output", run.output_dir, None),
+    ]
+    if run.priority:
+        rows.append(("Priority", str(run.priority), None))
+    if run.error_message:
+        rows.append(("Error", run.error_message, "red"))
+    results = run.validation_results
+    if results:
+        valid = bool(results.get("valid"))
+        errors, warnings = len(results.get("errors", [])), len(results.get("warnings", []))
+        verdict = f"{'valid' if valid else 'invalid'} ({errors} errors, {warnings} warnings)"
+        rows.append(("Validation", verdict, "green" if valid else "red"))
+    elif not run.validate:
+        rows.append(("Validation", "skipped (--no-validate)", None))
+    return rows
+
+
+def status_messages(run: Run) -> list[Row]:
+    """The first validation errors and warnings of a run: (kind, message, style)."""
+    results = run.validation_results or {}
+    rows: list[Row] = []
+    for key, style in (("errors", "red"), ("warnings", "yellow")):
+        messages = list(results.get(key) or [])
+        rows += [(key[:-1], message, style) for message in messages[:MESSAGES_SHOWN]]
+        if len(messages) > MESSAGES_SHOWN:
+            more = f"{len(messages) - MESSAGES_SHOWN} more {key} (bt status --json, or bt validate)"
+            rows.append(("...", more, None))
+    return rows
+
+
+def write_status(run: Run, out: IO[str] | None = None) -> None:
+    stream = out or sys.stdout
+    for label, text, _style in status_rows(run):
+        stream.write(f"{label:<12} {text}\n")
+    for kind, message, _style in status_messages(run):
+        stream.write(f"  {kind}: {message}\n")
+    stream.flush()
+
+
+# --- validation reports -------------------------------------------------------------------
+
+# file status -> (symbol, ASCII symbol, Rich style)
+FILE_STATUS = {
+    "ok": ("✓", "ok", "green"),
+    "error": ("✗", "ERR", "bold red"),
+    "warning": ("!", "WARN", "yellow"),
+    "absent": ("-", "-", "dim"),
+}
+REPORT_HEADERS = ("", "File", "Size", "Rows", "Columns")
+
+
+def file_status(check: Mapping[str, Any]) -> str:
+    if check.get("errors"):
+        return "error"
+    if check.get("warnings"):
+        return "warning"
+    return "ok" if check.get("exists") else "absent"
+
+
+def _count(value: int | None) -> str:
+    return "-" if value is None else f"{value:,}"
+
+
+def plural(count: int, word: str) -> str:
+    return f"{count} {word}{'' if count == 1 else 's'}"
+
+
+def report_rows(file_checks: Mapping[str, Mapping[str, Any]]) -> list[tuple[str, list[str]]]:
+    """(file status, [name, size, rows, columns]) per file."""
+    rows = []
+    for name, check in file_checks.items():
+        columns = check.get("columns")
+        rows.append(
+            (
+                file_status(check),
+                [
+                    name,
+                    "-" if not check.get("exists") else human_bytes(check.get("size")),
+                    _count(check.get("row_count")),
+                    _count(len(columns) if columns is not None else None),
+                ],
+            )
+        )
+    return rows
+
+
+def report_messages(
+    file_checks: Mapping[str, Mapping[str, Any]], key: str
+) -> list[tuple[str, list[str]]]:
+    """(file, its messages without the leading 'file: ') for files with `key` messages."""
+    groups = []
+    for name, check in file_checks.items():
+        messages = list(check.get(key) or [])
+        if messages:
+            prefix = f"{name}: "
+            shown = [m[len(prefix) :] if m.startswith(prefix) else m for m in messages]
+            groups.append((name, shown))
+    return groups
+
+
+def report_verdict(valid: bool, errors: int, warnings: int) -> tuple[str, str]:
+    """('Valid' or 'Invalid', ': N errors, M warnings')."""
+    counts = f": {plural(errors, 'error')}, {plural(warnings, 'warning')}"
+    return ("Valid" if valid else "Invalid"), counts
+
+
+def write_report(report: Any, title: str | None = None, out: IO[str] | None = None) -> None:
+    """A validation `Report` as aligned plain text."""
+    stream = out or sys.stdout
+    unicode = (getattr(stream, "encoding", "") or "").lower().startswith("utf")
+    table = [list(REPORT_HEADERS)]
+    for status, cells in report_rows(report.file_checks):
+        symbol, ascii_symbol, _style = FILE_STATUS[status]
+        table.append([symbol if unicode else ascii_symbol, *cells])
+    widths = [max(len(row[i]) for row in table) for i in range(len(REPORT_HEADERS))]
+    if title:
+        stream.write(f"{title}\n")
+    for row in table:
+        cells = [
+            cell.ljust(width) if i < 2 else cell.rjust(width)
+            for i, (cell, width) in enumerate(zip(row, widths, strict=True))
+        ]
+        stream.write("  " + "  ".join(cells).rstrip() + "\n")
+    for heading, key in (("Errors", "errors"), ("Warnings", "warnings")):
+        groups = report_messages(report.file_checks, key)
+        if groups:
+            stream.write(f"{heading}\n")
+        for name, messages in groups:
+            stream.write(f"  {name}\n")
+            stream.writelines(f"    - {message}\n" for message in messages)
+    word, counts = report_verdict(report.valid, len(report.errors), len(report.warnings))
+    stream.write(f"{word}{counts}\n")
+    stream.flush()
+
+
+# --- a foreground run on a pipe -------------------------------------------------------------
+
+
+class PlainRunView:
+    """A foreground run's output copied byte for byte, with bt's own lines in plain text."""
+
+    def __init__(self) -> None:
+        self.out = sys.stdout.buffer
+        self._at_line_start = True
+
+    def _say(self, text: str) -> None:
+        if not self._at_line_start:
+            self.out.write(b"\n")
+            self._at_line_start = True
+        self.out.write(text.encode("utf-8", errors="replace") + b"\n")
+        self.out.flush()
+
+    def started(self, run: Run) -> None:
+        self._say(f"bt run {run.run_id} started: {' '.join(run.command)}")
+
+    def output(self, data: bytes) -> None:
+        self.out.write(data)
+        self._at_line_start = data.endswith(b"\n")
+        self.out.flush()
+
+    def tick(self, elapsed: float) -> None:
+        pass
+
+    def stopping(self, reason: str) -> None:
+        self._say(f"Stopping the run: {reason}")
+
+    def finished(self) -> None:
+        if not self._at_line_start:
+            self.out.write(b"\n")
+            self._at_line_start = True
+        self.out.flush()
