@@ -213,3 +213,37 @@ def test_processes_left_behind_end_with_the_run(bt: BtRunner, tmp_path: Path) ->
     assert status["status"] == "completed" and status["exit_code"] == 0
     for pid in map(int, pids.read_text().split()):
         assert not pid_alive(pid), pid
+
+
+def test_results_root_defaults_and_overrides(bt: BtRunner, tmp_path: Path) -> None:
+    write(bt.cwd, "ok.py", VALID)
+    env = {key: value for key, value in bt.env.items() if key != "BT_RESULTS_DIR"}
+    # Default: ./results in the current directory.
+    default = subprocess.run([*BT, "run", "ok.py", "--json"], cwd=bt.cwd, env=env,
+                             capture_output=True, text=True)  # fmt: skip
+    assert default.returncode == 0, default.stderr
+    assert Path(json.loads(default.stdout)["output_dir"]).parent == bt.cwd / "results"
+    assert (bt.cwd / "results" / "bt.sqlite3").exists()
+    # --results-dir wins over BT_RESULTS_DIR; BT_DB puts the registry elsewhere.
+    elsewhere = tmp_path / "registry" / "runs.sqlite3"
+    chosen = tmp_path / "chosen"
+    result = bt("--results-dir", str(chosen), "run", "ok.py", "--json", BT_DB=str(elsewhere))
+    assert result.code == 0, result.stderr
+    assert Path(result.json()["output_dir"]).parent == chosen
+    assert elsewhere.exists() and not (chosen / "bt.sqlite3").exists()
+    listing = bt("--results-dir", str(chosen), "list", "--json", BT_DB=str(elsewhere))
+    assert listing.json()["total"] == 1
+
+
+def test_toml_params_file(bt: BtRunner) -> None:
+    write(bt.cwd, "echo.py", ECHO)
+    (bt.cwd / "params.toml").write_text(
+        'strategy = "short_straddle"\nstart_date = 2020-01-01\ncapital = 100000\nlive = false\n'
+    )
+    status = bt("run", "echo.py", "--params-file", "params.toml", "-p", "capital=5", "--json")
+    assert status.code == 0, status.stderr
+    seen = json.loads((Path(status.json()["output_dir"]) / "seen.json").read_text())
+    assert seen["argv"][:8] == [
+        "--strategy", "short_straddle", "--start_date", "2020-01-01",
+        "--capital", "5", "--live", "false",
+    ]  # fmt: skip
