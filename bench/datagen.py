@@ -11,6 +11,7 @@ import json
 import sqlite3
 from datetime import date, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 # A script that does nothing but start, print and exit: the unit of work for queue benchmarks.
 TRIVIAL_SCRIPT = 'print("trivial backtest done")\n'
@@ -188,6 +189,15 @@ def write_validation_dir(folder: Path, trades_size: int) -> int:
 # --- registry -------------------------------------------------------------------------------
 
 
+def _template_row(db: sqlite3.Connection, db_path: Path, run_id: str) -> dict[str, Any]:
+    """A real run's row (without its seq), to copy into generated ones."""
+    db.row_factory = sqlite3.Row
+    row = db.execute("SELECT * FROM runs WHERE run_id = ?", (run_id,)).fetchone()
+    if row is None:
+        raise ValueError(f"no run {run_id} in {db_path}")
+    return {key: row[key] for key in row.keys() if key != "seq"}  # noqa: SIM118
+
+
 def fill_registry(db_path: Path, template_run_id: str, count: int) -> None:
     """Add `count` finished runs shaped like a real one (same columns, other ids and times).
 
@@ -196,11 +206,7 @@ def fill_registry(db_path: Path, template_run_id: str, count: int) -> None:
     """
     db = sqlite3.connect(db_path, isolation_level=None)
     try:
-        db.row_factory = sqlite3.Row
-        row = db.execute("SELECT * FROM runs WHERE run_id = ?", (template_run_id,)).fetchone()
-        if row is None:
-            raise ValueError(f"no run {template_run_id} in {db_path}")
-        template = {key: row[key] for key in row.keys() if key != "seq"}  # noqa: SIM118
+        template = _template_row(db, db_path, template_run_id)
         results_dir = Path(template["output_dir"]).parent
         columns = list(template)
         base = datetime(2020, 1, 1)
@@ -257,11 +263,7 @@ def queue_copies(db_path: Path, template_run_id: str, count: int) -> list[str]:
     """
     db = sqlite3.connect(db_path, isolation_level=None, timeout=30)
     try:
-        db.row_factory = sqlite3.Row
-        row = db.execute("SELECT * FROM runs WHERE run_id = ?", (template_run_id,)).fetchone()
-        if row is None:
-            raise ValueError(f"no run {template_run_id} in {db_path}")
-        template = {key: row[key] for key in row.keys() if key != "seq"}  # noqa: SIM118
+        template = _template_row(db, db_path, template_run_id)
         old_dir = template["output_dir"]
         results_dir = Path(old_dir).parent
         columns = list(template)
@@ -278,7 +280,10 @@ def queue_copies(db_path: Path, template_run_id: str, count: int) -> list[str]:
                 status="queued",
                 cancel_requested=0,
                 command=json.dumps(
-                    [output_dir if arg == old_dir else arg for arg in json.loads(row["command"])]
+                    [
+                        output_dir if arg == old_dir else arg
+                        for arg in json.loads(template["command"])
+                    ]
                 ),
             )
             ids.append(run_id)
