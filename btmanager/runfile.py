@@ -28,12 +28,15 @@ def write_run_file(run: Run) -> None:
         "validate": run.validate,
         "supervisor_pid": run.supervisor_pid,
     }
+    temp = folder / f".{RUN_FILE}.{os.getpid()}.tmp"
     try:
-        temp = folder / f".{RUN_FILE}.{os.getpid()}.tmp"
         temp.write_text(json.dumps(document, indent=2) + "\n", encoding="utf-8")
         os.replace(temp, folder / RUN_FILE)
     except OSError:
-        pass
+        try:
+            temp.unlink(missing_ok=True)
+        except OSError:
+            pass
 
 
 def read_run_file(folder: Path) -> dict[str, Any] | None:

@@ -320,8 +320,9 @@ def supervise(
         return _final(registry, run.run_id)
     try:
         process = backend.start(launch_spec(run, environ))
-    except OSError as exc:
-        registry.finish(run.run_id, FAILED, f"could not start the script: {exc.strerror or exc}")
+    except (OSError, ValueError) as exc:  # ValueError: e.g. a NUL byte in an argument
+        reason = getattr(exc, "strerror", None) or exc
+        registry.finish(run.run_id, FAILED, f"could not start the script: {reason}")
         return _final(registry, run.run_id)
     registry.set_process(run.run_id, process.identity)
     run = registry.get(run.run_id)

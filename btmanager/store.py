@@ -256,7 +256,14 @@ class Registry:
         except BaseException:
             self.db.execute("ROLLBACK")
             raise
-        self.db.execute("COMMIT")
+        try:
+            self.db.execute("COMMIT")
+        except BaseException:
+            # A failed COMMIT (disk full, I/O error) leaves the transaction open and the write
+            # lock held; release it so this connection and other processes can go on.
+            if self.db.in_transaction:
+                self.db.execute("ROLLBACK")
+            raise
 
     # --- creating and reading runs -------------------------------------------------------
 

@@ -145,6 +145,8 @@ class Worker:
         run_stop = StopRequest()
         with self._lock:
             self._stops.append(run_stop)
+            if self.stop.requested.is_set():  # a stop that came between claim and here
+                run_stop.request(self.stop.reason)
         try:
             self.on_event(f"started {run_id}")
             final = supervise(registry, registry.get(run_id), self.backend, stop=run_stop)
