@@ -78,11 +78,6 @@ def is_null(text: str) -> bool:
     return text.strip() in _NULLS
 
 
-def parse_number(text: str) -> float:
-    """The cell as a float (may be inf/nan); ValueError if it is not a number."""
-    return float(text)
-
-
 def parse_timestamp(text: str) -> datetime:
     """An ISO 8601 date or date-time (Python's fromisoformat); ValueError otherwise."""
     return datetime.fromisoformat(text.strip())

@@ -10,15 +10,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from btmanager.store import CANCELLED, FAILED, RUNNING, ProcessIdentity, Registry, Run
+from btmanager.store import CANCELLED, FAILED, RUNNING, Registry, Run
 from btmanager.timeutil import parse_iso, utcnow
 
 if TYPE_CHECKING:
     from btmanager.execution import Backend
-
-
-def _identity(pid: int | None, made: float | None) -> ProcessIdentity | None:
-    return ProcessIdentity(pid, made) if pid is not None and made is not None else None
 
 
 def _overdue(run: Run) -> bool:
@@ -32,14 +28,14 @@ def reconcile(registry: Registry, backend: Backend) -> list[str]:
     """Settle runs whose supervisor died; return the ids whose status changed."""
     changed: list[str] = []
     for run in registry.runs_with_status(RUNNING):
-        supervisor = _identity(run.supervisor_pid, run.supervisor_create_time)
+        supervisor = run.supervisor_identity
         if supervisor is not None and backend.is_alive(supervisor):
             continue
         # Read again: the list may predate the supervisor's last writes (its script's pid).
         run = registry.get(run.run_id)
         if run.status != RUNNING:
             continue
-        script = _identity(run.pid, run.pid_create_time)
+        script = run.script_identity
         if script is not None and backend.is_alive(script):
             # Nobody watches this script any more: act on what its watcher would have.
             if run.cancel_requested:

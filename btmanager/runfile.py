@@ -37,11 +37,3 @@ def write_run_file(run: Run) -> None:
             temp.unlink(missing_ok=True)
         except OSError:
             pass
-
-
-def read_run_file(folder: Path) -> dict[str, Any] | None:
-    try:
-        data = json.loads((folder / RUN_FILE).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None
-    return data if isinstance(data, dict) else None

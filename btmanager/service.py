@@ -197,7 +197,6 @@ class Service:
         run = self._find(ref)
         registry = self.registry
         from btmanager.runfile import write_run_file
-        from btmanager.store import ProcessIdentity
 
         if registry.cancel_queued(run.run_id):
             final = registry.get(run.run_id)
@@ -205,18 +204,11 @@ class Service:
             return CancelResult(True, "Run cancelled", final)
         if registry.request_cancel(run.run_id):
             current = registry.get(run.run_id)
-            script = None
-            if current.pid is not None and current.pid_create_time is not None:
-                script = ProcessIdentity(current.pid, current.pid_create_time)
-            self.backend.terminate(script, current.run_id, grace)
+            self.backend.terminate(current.script_identity, current.run_id, grace)
             # The run's own watcher records the outcome as `cancelled`; if it is gone, we do,
             # and then nobody else will rewrite run.json either.
             if registry.finish(current.run_id, "cancelled", "cancelled by user"):
-                supervisor = None
-                if current.supervisor_pid is not None and current.supervisor_create_time:
-                    supervisor = ProcessIdentity(
-                        current.supervisor_pid, current.supervisor_create_time
-                    )
+                supervisor = current.supervisor_identity
                 if supervisor is None or not self.backend.is_alive(supervisor):
                     write_run_file(registry.get(current.run_id))
             return CancelResult(True, "Run cancelled", registry.get(run.run_id))

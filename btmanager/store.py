@@ -184,6 +184,16 @@ class Run:
         return self.status in FINAL_STATUSES
 
     @property
+    def script_identity(self) -> ProcessIdentity | None:
+        """The script's pid and create time, once it has started."""
+        return _identity(self.pid, self.pid_create_time)
+
+    @property
+    def supervisor_identity(self) -> ProcessIdentity | None:
+        """The pid and create time of the process watching the run, once one has it."""
+        return _identity(self.supervisor_pid, self.supervisor_create_time)
+
+    @property
     def duration_seconds(self) -> float | None:
         return seconds_between(self.started_at, self.completed_at)
 
@@ -221,6 +231,10 @@ class ProcessIdentity:
 
     pid: int
     create_time: float
+
+
+def _identity(pid: int | None, made: float | None) -> ProcessIdentity | None:
+    return ProcessIdentity(pid, made) if pid is not None and made is not None else None
 
 
 def _dumps(value: Any) -> str | None:

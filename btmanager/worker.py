@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 from btmanager.reconcile import reconcile
 from btmanager.runfile import write_run_file
 from btmanager.settings import Settings
-from btmanager.store import FAILED, ProcessIdentity, Registry
+from btmanager.store import FAILED, Registry
 
 if TYPE_CHECKING:
     # Every command calls `ensure_worker`; only a worker needs the runner (start-up time).
@@ -167,10 +167,7 @@ class Worker:
         sys.stderr.flush()
         try:
             run = registry.get(run_id)
-            script = None
-            if run.pid is not None and run.pid_create_time is not None:
-                script = ProcessIdentity(run.pid, run.pid_create_time)
-            self.backend.terminate(script, run_id, run.grace_seconds)
+            self.backend.terminate(run.script_identity, run_id, run.grace_seconds)
             message = f"internal error while supervising the run: {type(exc).__name__}: {exc}"
             if registry.finish(run_id, FAILED, message):
                 write_run_file(registry.get(run_id))

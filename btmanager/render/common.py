@@ -27,12 +27,6 @@ def stdout_console() -> Console:
     return Console(highlight=False, no_color=bool(os.environ.get("NO_COLOR")) or None)
 
 
-def stderr_console() -> Console:
-    from rich.console import Console
-
-    return Console(stderr=True, highlight=False, no_color=bool(os.environ.get("NO_COLOR")) or None)
-
-
 def is_terminal() -> bool:
     """Human output goes through Rich only on a terminal; elsewhere it is plain text."""
     try:
