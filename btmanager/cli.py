@@ -33,8 +33,11 @@ _ClickException: type[Exception] = next(
 
 
 def _fail(message: str, code: int) -> int:
-    sys.stderr.write(f"Error: {message}\n")
-    sys.stderr.flush()
+    try:
+        sys.stderr.write(f"Error: {message}\n")
+        sys.stderr.flush()
+    except OSError:
+        pass  # no terminal left to tell (it was closed)
     return code
 
 

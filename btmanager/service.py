@@ -1,7 +1,7 @@
 """The core operations behind every `bt` command, returning plain data and never printing.
 
-The CLI renders what these return (Rich or JSON); a later HTTP layer (`bt serve`) can call the
-same methods and return the same JSON shapes, which are the guide's API shapes.
+The CLI renders what these return (Rich, plain text or JSON); an HTTP layer can call the same
+methods and return the same JSON shapes.
 """
 
 from __future__ import annotations
@@ -13,19 +13,24 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from btmanager.errors import NotFoundError, UsageError
+from btmanager.errors import BtError, NotFoundError, UsageError
+from btmanager.registry.db import NoRegistry, Registry
+from btmanager.registry.model import FINAL_STATUSES, STATUSES, FailureKind, Run, Status
 from btmanager.settings import Settings
-from btmanager.store import FINAL_STATUSES, QUEUED, RUNNING, STATUSES, NoRegistry, Registry, Run
-from btmanager.timeutil import now_iso
+from btmanager.timeutil import SYSTEM_CLOCK, Clock, now_iso
 
 # Every `bt` command builds a Service, most only to read the registry: what only running,
-# tailing or listing files needs is imported where it is used (start-up time, issue 5).
+# tailing or listing files needs is imported where it is used (start-up time).
 if TYPE_CHECKING:
     from btmanager.execution import Backend
     from btmanager.results import ResultFile
-    from btmanager.runner import RunObserver, RunRequest, StopRequest
-    from btmanager.validate import Report
-    from btmanager.worker import Worker
+    from btmanager.runs.create import RunRequest
+    from btmanager.runs.queue import Worker
+    from btmanager.runs.state import RunStates
+    from btmanager.runs.watch import RunObserver, StopRequest
+    from btmanager.validation.report import Report
+
+QUEUED, RUNNING = Status.QUEUED, Status.RUNNING
 
 _WAIT_POLL = 0.2
 
@@ -71,16 +76,29 @@ class ValidationOutcome:
 
 
 class Service:
-    """One per command invocation; opens the registry on first use."""
+    """One per command invocation; opens the registry on first use.
+
+    Reads use a read-only connection (they work on a full disk and never wait for a writer);
+    housekeeping (settling runs whose supervisor died, starting a worker for queued runs) is
+    tried with a separate writable connection and skipped, never failing the read, when the
+    registry cannot be written.
+    """
 
     def __init__(
-        self, settings: Settings, backend: Backend | None = None, spawn_workers: bool = True
+        self,
+        settings: Settings,
+        backend: Backend | None = None,
+        spawn_workers: bool = True,
+        clock: Clock = SYSTEM_CLOCK,
     ) -> None:
         self.settings = settings
         self._backend = backend
         # Workers themselves must not spawn workers on start-up (that would chain forever).
         self.spawn_workers = spawn_workers
+        self.clock = clock
         self._registry: Registry | None = None
+        self._writable: Registry | None = None
+        self.housekeeping_problem: str | None = None
 
     @property
     def backend(self) -> Backend:
@@ -94,29 +112,49 @@ class Service:
     @property
     def registry(self) -> Registry:
         """The registry for commands that only read: a missing file is `NoRegistry`."""
-        return self._open(create=False)
+        if self._registry is None:
+            self._registry = Registry(self.settings.db_path, create=False, readonly=True)
+            self._housekeeping(self._registry)
+        return self._registry
 
     def _writable_registry(self) -> Registry:
-        """The registry for commands that record runs: created on first use."""
-        return self._open(create=True)
+        """The registry for commands that record: created on first use."""
+        if self._writable is None:
+            self._writable = Registry(self.settings.db_path, create=True)
+            self._housekeeping(self._writable)
+        return self._writable
 
-    def _open(self, create: bool) -> Registry:
-        if self._registry is None:
-            from btmanager.reconcile import reconcile
-            from btmanager.worker import ensure_worker
+    def states(self) -> RunStates:
+        from btmanager.runs.state import RunStates
 
-            self._registry = Registry(self.settings.db_path, create=create)
-            # Housekeeping every command does: settle runs whose watcher died, and make sure
-            # queued runs have something to execute them (e.g. after a reboot).
-            # (Only running runs can need it; without any, skip loading the execution backend.)
-            if self._registry.runs_with_status(RUNNING):
-                reconcile(self._registry, self.backend)
+        return RunStates(self._writable_registry(), self.clock)
+
+    def _housekeeping(self, reader: Registry) -> None:
+        """Settle runs whose supervisor died, and make sure queued runs have something to
+        execute them (e.g. after a reboot). Skipped, never failing the command, when the
+        registry cannot be written (full disk, held lock)."""
+        try:
+            if reader.any_running():
+                from btmanager.runs.settle import unsupervised
+
+                stale = unsupervised(reader.runs_with_status("running"), self.backend, self.clock)
+                if stale:
+                    from btmanager.runs.settle import settle
+
+                    settle(self._writable_registry(), self.backend, self.clock)
             if self.spawn_workers:
-                try:
-                    ensure_worker(self.settings, self._registry)
-                except OSError:
-                    pass  # e.g. a read-only results folder: reading must still work
-        return self._registry
+                self.ensure_worker(reader)
+        except (BtError, OSError) as exc:
+            self.housekeeping_problem = str(exc)
+
+    def ensure_worker(self, reader: Registry | None = None) -> None:
+        from btmanager.runs.queue import ensure_worker
+        from btmanager.runs.state import MAX_PARALLEL_KEY, default_limit
+
+        registry = reader or self._writable_registry()
+        stored = registry.setting(MAX_PARALLEL_KEY)
+        limit = int(stored) if stored is not None else default_limit()
+        ensure_worker(self.settings, registry, limit)
 
     def _find(self, ref: str) -> Run:
         """The run `ref` names (id, prefix or latest), in an existing registry."""
@@ -129,36 +167,99 @@ class Service:
             ) from None
         return registry.resolve(ref)
 
+    def _reread(self, run_id: str) -> Run:
+        """A run as it is now (after a write of this process, or another's)."""
+        registry = self._writable if self._writable is not None else self.registry
+        return registry.get(run_id)
+
     def close(self) -> None:
-        if self._registry is not None:
-            self._registry.close()
-            self._registry = None
+        for registry in (self._registry, self._writable):
+            if registry is not None:
+                registry.close()
+        self._registry = self._writable = None
+
+    # --- the parallel limit ---------------------------------------------------------------
+
+    def parallel(self, value: int | None = None) -> int:
+        """The stored parallel limit, after setting it to `value` if given."""
+        from btmanager.runs.state import MAX_PARALLEL_KEY, default_limit
+
+        if value is not None:
+            check_limit(value, "the parallel limit")
+            self.states().set_limit(value)
+            self.ensure_worker()
+            return value
+        try:
+            stored = self.registry.setting(MAX_PARALLEL_KEY)
+        except NoRegistry:
+            stored = None
+        return int(stored) if stored is not None else default_limit()
+
+    def _store_env_limit(self) -> None:
+        """BT_MAX_PARALLEL in the environment of a command that queues work sets the limit."""
+        raw = self.settings.env_max_parallel
+        if raw is None:
+            return
+        try:
+            value = int(raw)
+        except ValueError:
+            raise UsageError(
+                f"BT_MAX_PARALLEL must be a whole number from 1 to {MAX_LIMIT}, not {raw!r}"
+            ) from None
+        check_limit(value, "BT_MAX_PARALLEL")
+        states = self.states()
+        if states.limit() != value:
+            states.set_limit(value)
 
     # --- runs ---------------------------------------------------------------------------
 
     def run_foreground(self, request: RunRequest, observer: RunObserver, stop: StopRequest) -> Run:
-        from btmanager.runner import create_run, supervise
-        from btmanager.worker import ensure_worker
+        from btmanager.runs.create import create_run
+        from btmanager.runs.supervise import SupervisorJob, start_supervisor
+        from btmanager.runs.watch import watch
 
-        registry = self._writable_registry()
         run = create_run(
-            self.settings, registry, request, detached=False, supervisor=self.backend.current()
+            self.settings, self.states(), request, detached=False, watcher=self.backend.current()
         )
+        # No registry connection may cross the fork that starts the supervisor.
+        self.close()
+        job = SupervisorJob(self.settings.db_path, run, watched=True)
+        supervisor = start_supervisor(job, self.backend)
+        watch(run, supervisor, observer, stop)
+        final = self._settled(run.run_id)
         try:
-            return supervise(registry, run, self.backend, observer, stop)
-        finally:
-            # This run's slot is free again: queued runs may start now.
-            ensure_worker(self.settings, registry)
+            self.ensure_worker()  # this run's slot is free again: queued runs may start now
+        except (BtError, OSError):
+            pass
+        return final
+
+    def _settled(self, run_id: str) -> Run:
+        """The run after its supervisor exited: settled from its exit record if the supervisor
+        could not write the registry itself."""
+        from btmanager.runs.settle import settle_one
+
+        try:
+            run = self._writable_registry().get(run_id)
+            if run.status == "running":
+                settled = settle_one(self.states(), run, self.backend, self.clock)
+                if settled is not None:
+                    return settled
+            return run
+        except BtError:
+            return self.registry.get(run_id)
 
     def submit(self, request: RunRequest) -> Run:
-        from btmanager.runner import DEFAULT_DETACHED_NICE, create_run
-        from btmanager.worker import ensure_worker
+        from btmanager.runs.create import DEFAULT_DETACHED_NICE, create_run
 
         if request.nice is None:
             request.nice = DEFAULT_DETACHED_NICE
-        registry = self._writable_registry()
-        run = create_run(self.settings, registry, request, detached=True)
-        ensure_worker(self.settings, registry)
+        self._store_env_limit()
+        run = create_run(self.settings, self.states(), request, detached=True)
+        try:
+            self.ensure_worker()
+        except (BtError, OSError) as exc:
+            # The run is recorded: it starts with the next worker any `bt` command starts.
+            self.housekeeping_problem = str(exc)
         return run
 
     def status(self, ref: str) -> Run:
@@ -181,59 +282,77 @@ class Service:
     def health(self) -> dict[str, Any]:
         try:
             counts = self.registry.count_by_status()
+            limit = self.parallel()
         except NoRegistry:
             counts = dict.fromkeys(STATUSES, 0)
-        return {
+            limit = self.parallel()
+        data: dict[str, Any] = {
             "status": "healthy",
             "timestamp": now_iso(),
             "active_runs": counts[RUNNING],
             "queued_runs": counts[QUEUED],
             "registry": str(self.settings.db_path),
             "results_dir": str(self.settings.results_dir),
-            "max_parallel": self.settings.max_parallel,
+            "max_parallel": limit,
         }
+        if self.housekeeping_problem:
+            data["problem"] = self.housekeeping_problem
+        return data
 
     def cancel(self, ref: str, grace: float) -> CancelResult:
+        """Cancel a queued run at once, or ask a running run's supervisor to end it; returns
+        once the run is final (its tree ended)."""
         run = self._find(ref)
-        registry = self.registry
-        from btmanager.runfile import write_run_file
-
-        if registry.cancel_queued(run.run_id):
-            final = registry.get(run.run_id)
-            write_run_file(final)  # no supervisor will ever write it
-            return CancelResult(True, "Run cancelled", final)
-        if registry.request_cancel(run.run_id):
-            current = registry.get(run.run_id)
+        states = self.states()
+        if states.cancel_queued(run.run_id) is not None:
+            return CancelResult(True, "Run cancelled", self._reread(run.run_id))
+        current = states.request_cancel(run.run_id, "cancelled by user", grace)
+        if current is None:
+            current = self._reread(run.run_id)
+            return CancelResult(False, f"Run already {current.status}", current)
+        supervisor = current.supervisor_identity
+        if supervisor is not None and self.backend.signal(supervisor, "SIGTERM"):
+            final = self._await_final(current.run_id, grace + 15.0)
+            if final is not None:
+                return CancelResult(True, "Run cancelled", final)
+        # Nobody (left) to end it: end its tree here and record the cancel.
+        current = self._reread(run.run_id)
+        if current.status == "running":
             self.backend.terminate(current.script_identity, current.run_id, grace)
-            # The run's own watcher records the outcome as `cancelled`; if it is gone, we do,
-            # and then nobody else will rewrite run.json either.
-            if registry.finish(current.run_id, "cancelled", "cancelled by user"):
-                supervisor = current.supervisor_identity
-                if supervisor is None or not self.backend.is_alive(supervisor):
-                    write_run_file(registry.get(current.run_id))
-            return CancelResult(True, "Run cancelled", registry.get(run.run_id))
-        current = registry.get(run.run_id)
-        return CancelResult(False, f"Run already {current.status}", current)
+            from btmanager.runs.settle import settle_one
+
+            if settle_one(states, current, self.backend, self.clock) is None:
+                states.lose(current.run_id, "cancelled by user", FailureKind.CANCELLED)
+        return CancelResult(True, "Run cancelled", self._reread(run.run_id))
+
+    def _await_final(self, run_id: str, patience: float) -> Run | None:
+        """The run once final; None if its supervisor died first or `patience` ran out."""
+        deadline = time.monotonic() + patience
+        while time.monotonic() < deadline:
+            run = self._reread(run_id)
+            if run.is_final:
+                return run
+            supervisor = run.supervisor_identity
+            if supervisor is not None and not self.backend.is_alive(supervisor):
+                run = self._reread(run_id)
+                return run if run.is_final else None
+            time.sleep(_WAIT_POLL / 4)
+        return None
 
     def wait(self, refs: Sequence[str], timeout: float | None) -> tuple[list[Run], bool]:
         """Block until every run is final; (runs, timed_out)."""
-        from btmanager.reconcile import reconcile
-        from btmanager.worker import ensure_worker
-
         ids = [self._find(ref).run_id for ref in refs]
-        registry = self.registry
         deadline = None if timeout is None else time.monotonic() + timeout
-        next_reconcile = time.monotonic() + 2.0
+        next_housekeeping = time.monotonic() + 2.0
         while True:
-            runs = [registry.get(run_id) for run_id in ids]
+            runs = [self.registry.get(run_id) for run_id in ids]
             if all(run.status in FINAL_STATUSES for run in runs):
                 return runs, False
             if deadline is not None and time.monotonic() >= deadline:
                 return runs, True
-            if time.monotonic() >= next_reconcile:
-                reconcile(registry, self.backend)
-                ensure_worker(self.settings, registry)
-                next_reconcile = time.monotonic() + 2.0
+            if time.monotonic() >= next_housekeeping:
+                self._housekeeping(self.registry)
+                next_housekeeping = time.monotonic() + 2.0
             time.sleep(_WAIT_POLL)
 
     # --- logs and files -------------------------------------------------------------------
@@ -331,10 +450,8 @@ class Service:
 
     def validate(self, target: str, rules_file: Path | None, cwd: Path) -> ValidationOutcome:
         """Validate a directory, or a run (storing the result; its status may follow)."""
-        from btmanager.execution import Outcome
-        from btmanager.rules import Rules, load_rules
-        from btmanager.runner import decide_status
-        from btmanager.validate import validate_dir
+        from btmanager.validation.engine import validate_dir
+        from btmanager.validation.rules import Rules, load_rules
 
         rules = load_rules(rules_file, cwd)
         folder = Path(target)
@@ -346,33 +463,35 @@ class Service:
             run = self._find(target)
         except NotFoundError:
             raise NotFoundError(f"No such directory or run: {target}") from None
-        registry = self.registry
         if rules is None and run.rules is not None:
             rules = Rules.from_dict(run.rules)
         report = validate_dir(Path(run.output_dir), rules, run.params)
-        new_status, error = None, None
-        # Only a finished run that exited 0 and failed (if at all) for its output follows.
-        follows = run.error_message is None or run.error_message.startswith("validation errors")
-        if run.status in ("completed", "failed") and run.exit_code == 0 and follows:
-            new_status, error = decide_status(Outcome(0, None, None), report.to_dict(), None)
-        registry.store_validation(run.run_id, report.to_dict(), new_status, error)
-        updated = registry.get(run.run_id)
-        from btmanager.runfile import write_run_file
-
-        write_run_file(updated)  # the folder keeps telling the same story as the registry
+        updated = self.states().revalidate(run.run_id, report.to_dict())
         return ValidationOutcome(report, run.run_id, updated)
 
     # --- queue ------------------------------------------------------------------------------
 
     def worker(
         self,
-        slots: int,
+        max_parallel: int | None,
         idle_exit: float | None,
         drain: bool,
         on_event: Callable[[str], None] | None = None,
     ) -> Worker:
-        from btmanager.worker import Worker
+        from btmanager.runs.queue import Worker
 
-        self._writable_registry()  # migrate and reconcile before the threads start
-        limit = slots if not drain else self.settings.max_parallel
-        return Worker(self.settings, self.backend, slots, limit, idle_exit, drain, on_event)
+        if max_parallel is not None:
+            self.parallel(max_parallel)
+        elif not drain:
+            self._store_env_limit()
+        self._writable_registry()  # migrate and settle before the loop starts
+        self.close()  # the worker forks: it opens its own connection
+        return Worker(self.settings, self.backend, idle_exit, drain, on_event)
+
+
+MAX_LIMIT = 1024
+
+
+def check_limit(value: int, name: str) -> None:
+    if not 1 <= value <= MAX_LIMIT:
+        raise UsageError(f"{name} must be a whole number from 1 to {MAX_LIMIT}, not {value}")

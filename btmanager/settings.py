@@ -12,16 +12,19 @@ from pathlib import Path
 
 DEFAULT_RESULTS_DIR = "results"
 REGISTRY_FILENAME = "bt.sqlite3"
-# Seconds between SIGTERM and SIGKILL when a run's tree is ended. Defined here rather than in
-# `runner` so that `bt run`'s option default does not make every command import the runner.
-DEFAULT_GRACE = 5.0
+# Seconds between SIGTERM and SIGKILL when a run's tree is ended, on every command alike.
+# Defined here so that option defaults do not make every command import the runs package.
+DEFAULT_GRACE = 10.0
+MAX_PARALLEL_ENV = "BT_MAX_PARALLEL"
 
 
 @dataclass(frozen=True)
 class Settings:
     results_dir: Path
     db_path: Path
-    max_parallel: int
+    # BT_MAX_PARALLEL of this command's environment, if set: commands that queue work store it
+    # as the limit; no other command lets it change anything.
+    env_max_parallel: str | None = None
 
     @classmethod
     def resolve(cls, results_dir: str | None = None) -> Settings:
@@ -29,20 +32,9 @@ class Settings:
         root = root.expanduser().absolute()
         db_env = os.environ.get("BT_DB")
         db = Path(db_env).expanduser().absolute() if db_env else root / REGISTRY_FILENAME
-        return cls(results_dir=root, db_path=db, max_parallel=default_max_parallel())
+        limit = os.environ.get(MAX_PARALLEL_ENV, "").strip() or None
+        return cls(results_dir=root, db_path=db, env_max_parallel=limit)
 
     def run_dir(self, run_id: str) -> Path:
         return self.results_dir / f"run_{run_id}"
 
-
-def default_max_parallel() -> int:
-    """`BT_MAX_PARALLEL`, else the CPU count. A bad value falls back to the CPU count."""
-    raw = os.environ.get("BT_MAX_PARALLEL", "").strip()
-    if raw:
-        try:
-            value = int(raw)
-        except ValueError:
-            value = 0
-        if value >= 1:
-            return value
-    return os.cpu_count() or 1

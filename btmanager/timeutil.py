@@ -34,3 +34,21 @@ def seconds_between(start: str | None, end: str | None) -> float | None:
     if begin is None or finish is None:
         return None
     return round((finish - begin).total_seconds(), 3)
+
+
+class Clock:
+    """Where run state gets the time from; tests pass a fake one to step through a run's life."""
+
+    def now(self) -> datetime:
+        return utcnow()
+
+    def now_iso(self) -> str:
+        return iso(self.now())
+
+
+SYSTEM_CLOCK = Clock()
+
+
+def elapsed_since(iso_start: str | None) -> float:
+    begin = parse_iso(iso_start)
+    return (utcnow() - begin).total_seconds() if begin else 0.0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 from typing import Annotated
 
 import typer
@@ -11,8 +12,9 @@ from btmanager import exitcodes
 from btmanager.app import JsonOption, app, service
 from btmanager.commands.inspect import RunRef
 from btmanager.errors import UsageError
+from btmanager.registry.model import Status
 from btmanager.render.common import emit_json, stdout_console
-from btmanager.store import COMPLETED
+from btmanager.settings import DEFAULT_GRACE
 
 
 @app.command()
@@ -24,7 +26,7 @@ def cancel(
         typer.Option(
             metavar="SECONDS", help="Wait between SIGTERM and SIGKILL for the run's tree."
         ),
-    ] = 10.0,
+    ] = DEFAULT_GRACE,
     json_output: JsonOption = False,
 ) -> None:
     """Cancel a queued or running run (its whole process tree).
@@ -74,7 +76,7 @@ def wait(
         render_list(len(runs), runs, stdout_console())
     if timed_out:
         raise typer.Exit(exitcodes.WAIT_TIMEOUT)
-    if any(run.status != COMPLETED for run in runs):
+    if any(run.status != Status.COMPLETED for run in runs):
         raise typer.Exit(exitcodes.FAILED)
 
 
@@ -91,7 +93,9 @@ def worker(
     max_parallel: Annotated[
         int | None,
         typer.Option(
-            metavar="N", help="Runs at once (default: $BT_MAX_PARALLEL, else the CPU count).", min=1
+            metavar="N",
+            help="Set the parallel limit of the registry (as `bt parallel N`); default: "
+            "$BT_MAX_PARALLEL if set, else the stored limit.",
         ),
     ] = None,
     idle_exit: Annotated[
@@ -113,11 +117,29 @@ def worker(
     from btmanager.execution.signals import stop_on_signals
 
     svc = service(ctx, spawn_workers=False)
-    slots = max_parallel or svc.settings.max_parallel
-    if drain:
-        slots = 1
-    pool = svc.worker(slots, idle_exit, drain, on_event=_log_event)
+    pool = svc.worker(max_parallel, idle_exit, drain, on_event=_log_event)
     with stop_on_signals(lambda name: pool.request_stop(f"worker received {name}")):
         pool.run()
     if pool.stop.requested.is_set():
         raise typer.Exit(exitcodes.CANCELLED)
+
+
+@app.command()
+def parallel(
+    ctx: typer.Context,
+    limit: Annotated[
+        int | None,
+        typer.Argument(metavar="N", help="The new limit (1-1024); without it, show the limit."),
+    ] = None,
+    json_output: JsonOption = False,
+) -> None:
+    """Show or set how many runs may run at once (stored in the registry, for every worker).
+
+    `BT_MAX_PARALLEL` in the environment of `bt run -d` and `bt worker --max-parallel N` set it
+    too; until set, it is the CPU count.
+    """
+    value = service(ctx, spawn_workers=limit is not None).parallel(limit)
+    if json_output:
+        emit_json({"max_parallel": value})
+    else:
+        sys.stdout.write(f"{value}\n")

@@ -12,12 +12,12 @@ import typer
 from btmanager import exitcodes
 from btmanager.app import JsonOption, app, service
 from btmanager.errors import UsageError
+from btmanager.registry.model import Run, Status
 from btmanager.render.common import emit_json, is_terminal, stdout_console
 from btmanager.settings import DEFAULT_GRACE
-from btmanager.store import CANCELLED, COMPLETED, Run
 
 if TYPE_CHECKING:
-    from btmanager.runner import RunRequest
+    from btmanager.runs.create import RunRequest
 
 
 def load_rules_dict(rules_file: Path | None) -> dict[str, object] | None:
@@ -29,9 +29,9 @@ def load_rules_dict(rules_file: Path | None) -> dict[str, object] | None:
 
 
 def exit_code_for(run: Run) -> int:
-    if run.status == COMPLETED:
+    if run.status == Status.COMPLETED:
         return exitcodes.OK
-    if run.status == CANCELLED:
+    if run.status == Status.CANCELLED:
         return exitcodes.CANCELLED
     return exitcodes.FAILED
 
@@ -110,7 +110,7 @@ def run(
         raise UsageError("--grace must be 0 or more")
     # Here, not at the top: every `bt` command imports this module to register `bt run`.
     from btmanager.params import load_params_file, merge_params
-    from btmanager.runner import RunRequest
+    from btmanager.runs.create import RunRequest
 
     file_params = load_params_file(params_file) if params_file is not None else None
     request = RunRequest(
@@ -146,7 +146,7 @@ def run(
 
 def _run_foreground(svc: object, request: RunRequest, json_output: bool) -> int:
     from btmanager.execution.signals import stop_on_signals
-    from btmanager.runner import QuietObserver, RunObserver, StopRequest
+    from btmanager.runs.watch import QuietObserver, RunObserver, StopRequest
     from btmanager.service import Service
 
     assert isinstance(svc, Service)
@@ -164,20 +164,35 @@ def _run_foreground(svc: object, request: RunRequest, json_output: bool) -> int:
         from btmanager.render.text import PlainRunView
 
         observer = PlainRunView()
-    with stop_on_signals(lambda name: stop.request(f"received {name}")):
+    with stop_on_signals(lambda name: stop.request(_stop_reason(name))):
         final = svc.run_foreground(request, observer, stop)
+    try:
+        _show_final(final, json_output, rich)
+    except OSError:
+        pass  # the terminal is gone (closed window): the run is recorded all the same
+    return exit_code_for(final)
+
+
+def _stop_reason(signal_name: str) -> str:
+    if signal_name == "SIGHUP":
+        return "terminal closed (SIGHUP)"
+    return f"received {signal_name}"
+
+
+def _show_final(final: Run, json_output: bool, rich: bool) -> None:
     if json_output:
         emit_json(final.to_status_dict())
-        return exit_code_for(final)
+        return
     report = None
     if final.validation_results:
-        from btmanager.validate import Report
+        from btmanager.validation.report import Report
 
         report = Report(**final.validation_results)
     if rich:
         from btmanager.render.runs import render_status
         from btmanager.render.validation import render_report
 
+        console = stdout_console()
         render_status(final, console)
         if report is not None:
             render_report(report, console, title="Output files")
@@ -187,4 +202,3 @@ def _run_foreground(svc: object, request: RunRequest, json_output: bool) -> int:
         write_status(final)
         if report is not None:
             write_report(report, title="Output files")
-    return exit_code_for(final)

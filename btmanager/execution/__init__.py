@@ -1,17 +1,18 @@
-"""The execution seam: starting, watching and stopping a run's process.
+"""The execution seam: starting, watching and stopping a run's processes.
 
-The runner and the CLI only use the `Backend` / `RunningProcess` interfaces defined in `base`.
-`LocalBackend` runs scripts on this machine; a cluster backend (Dask distributed, ...) can stand
-beside it later by implementing the same two interfaces. All POSIX-specific calls (sessions,
-process groups, signals, wait4) live in `local` and `proctree`, each with a psutil-based path for
-other platforms.
+The rest of btmanager only uses the interfaces defined in `base`. `LocalBackend` runs scripts
+on this machine, each under a supervisor process of its own; a cluster backend can stand beside
+it by implementing the same interfaces. All POSIX-specific calls (fork, sessions, process
+groups, signals, wait4) live in `local`, `proctree` and `spawn`, with psutil-based paths for
+other platforms where one exists.
 """
 
-from btmanager.execution.base import Backend, LaunchSpec, Outcome, RunningProcess
-from btmanager.execution.local import LocalBackend
+from btmanager.execution.base import Backend, LaunchSpec, Outcome, ScriptProcess
 
-__all__ = ["Backend", "LaunchSpec", "LocalBackend", "Outcome", "RunningProcess", "default_backend"]
+__all__ = ["Backend", "LaunchSpec", "Outcome", "ScriptProcess", "default_backend"]
 
 
 def default_backend() -> Backend:
+    from btmanager.execution.local import LocalBackend
+
     return LocalBackend()

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
-from btmanager.store import ProcessIdentity
+from btmanager.registry.model import ProcessIdentity
 
 
 @dataclass(frozen=True)
@@ -30,40 +31,84 @@ class Outcome:
     cpu_seconds: float | None
 
 
-class RunningProcess(Protocol):
-    """A started script, watched by the process that started it."""
+class ScriptProcess(Protocol):
+    """A started script, a child of the run's supervisor (the only process that reaps it)."""
 
     @property
     def identity(self) -> ProcessIdentity: ...
 
-    def wait(self, timeout: float | None = None) -> Outcome | None:
-        """The outcome once the script has ended; None if `timeout` passed first."""
+    def poll(self) -> Outcome | None:
+        """Reap what has ended (the script, and orphans the supervisor adopted); the script's
+        outcome once it has ended."""
         ...
 
-    def terminate(self, grace: float) -> None:
-        """End the whole tree: ask politely, then force after `grace` seconds."""
+    def sample(self) -> None:
+        """Measure the tree's memory now (peak RSS of the whole tree, not only the script)."""
         ...
 
-    def kill(self) -> None:
-        """End the whole tree at once."""
+
+class Events(Protocol):
+    """What a supervisor waits on: child exits, signals sent to it, its watcher's messages."""
+
+    def wait(self, timeout: float) -> list[str]:
+        """Block until something happens or `timeout` passes; the watcher's messages, if any
+        (`"EOF"` once the watcher is gone)."""
         ...
 
-    def end_leftovers(self, grace: float) -> bool:
-        """After the script's main process ended: end what it left running. True if any."""
+
+class SupervisorHandle(Protocol):
+    """A run's supervisor, seen from the process that started it."""
+
+    @property
+    def identity(self) -> ProcessIdentity: ...
+
+    def fileno(self) -> int:
+        """Readable once the supervisor has exited (for select)."""
         ...
+
+    def wait(self, timeout: float) -> bool:
+        """True once the supervisor has exited (and was reaped)."""
+        ...
+
+    def send(self, message: str) -> None:
+        """A message to a watched supervisor (`cancel REASON`, `kill`)."""
+        ...
+
+
+# The supervisor's body: runs in the supervisor process with its events; returns the exit code.
+SupervisorMain = Callable[[Events], int]
 
 
 class Backend(Protocol):
-    """Starts scripts and acts on processes other `bt` processes started."""
+    """Starts supervisors and scripts, and acts on processes other `bt` processes started."""
 
-    def start(self, spec: LaunchSpec) -> RunningProcess: ...
+    def launch_supervisor(
+        self, main: SupervisorMain, watched: bool, log_path: Path | None
+    ) -> SupervisorHandle:
+        """Start `main` in a supervisor process of its own (own session). `watched`: a
+        foreground run, whose supervisor ends the run if the watcher dies."""
+        ...
+
+    def start_script(self, spec: LaunchSpec) -> ScriptProcess:
+        """From inside a supervisor: start the script in a session of its own."""
+        ...
+
+    def reap_children(self) -> list[int]:
+        """Reap exited children (supervisors a worker started); their pids."""
+        ...
 
     def is_alive(self, process: ProcessIdentity) -> bool: ...
 
-    def terminate(self, process: ProcessIdentity | None, run_id: str, grace: float) -> None:
-        """End a run's tree from any process (cancel, reconciliation): by identity and marker."""
+    def signal(self, process: ProcessIdentity, name: str) -> bool:
+        """Send SIGTERM/SIGUSR1... to a process if it is still the one recorded."""
         ...
 
+    def terminate(self, process: ProcessIdentity | None, run_id: str, grace: float) -> None:
+        """End a run's tree from any process (nobody supervises it): by identity and marker."""
+        ...
+
+    def leftovers_exist(self, root: ProcessIdentity, run_id: str) -> bool: ...
+
     def current(self) -> ProcessIdentity:
-        """The identity of the calling process (recorded as a run's supervisor)."""
+        """The identity of the calling process."""
         ...

@@ -1,34 +1,44 @@
-"""Run scripts as local processes: the one spawn path of btmanager.
+"""Run scripts as local processes: the one place btmanager starts processes for runs.
 
-The script gets its own session (POSIX) or process group (Windows), so a Ctrl-C in the user's
-terminal or the death of the submitting shell never reaches it directly: `bt` decides what
-happens. Its stdout and stderr go straight to the run's execution.log (one file descriptor, so the
-two streams stay interleaved in order), not through a pipe, so the script keeps running and
-logging even if the process watching it dies.
+Each run gets a supervisor process of its own, forked from `bt` (no interpreter start-up), in a
+session of its own: it is the script's parent, reaps it, and records how it ended, so neither
+the foreground `bt` nor a worker needs to outlive the run. The supervisor is also the subreaper
+of the run's tree (Linux), so what the script orphans stays its child and is never a zombie.
+
+The script gets its own session too, so a Ctrl-C in the user's terminal never reaches it
+directly: `bt` decides what happens. Its stdout and stderr go straight to the run's
+execution.log (one file descriptor, so the two streams stay interleaved in order).
+
+Forking is done only with no registry connection open and no other thread running (the
+foreground `bt` and workers are single-threaded), as fork requires.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import select
+import signal
 import subprocess
 import sys
-import threading
+import traceback
+from pathlib import Path
+from types import FrameType
 from typing import Any
 
+from btmanager.errors import BtError
 from btmanager.execution import proctree
-from btmanager.execution.base import LaunchSpec, Outcome
-from btmanager.store import ProcessIdentity
+from btmanager.execution.base import LaunchSpec, Outcome, SupervisorMain
+from btmanager.registry.model import ProcessIdentity
 
 _IS_POSIX = os.name == "posix"
-# Sample the tree's memory only for runs that last; short runs are covered by wait4's maxrss and
-# never pay for importing psutil.
-_SAMPLE_AFTER = 0.5
-_SAMPLE_EVERY = 0.5
+_PR_SET_CHILD_SUBREAPER = 36
+# Exit code of a supervisor that crashed (a bug): the run is then settled from what was found.
+SUPERVISOR_CRASHED = 70
 
 
-class LocalProcess:
-    """A started script. A dedicated thread reaps it (wait4) so no zombie is ever left."""
+class LocalScript:
+    """A started script, the child of the calling supervisor."""
 
     def __init__(self, spec: LaunchSpec) -> None:
         self.spec = spec
@@ -53,20 +63,16 @@ class LocalProcess:
         self._identity = ProcessIdentity(pid, made if made is not None else 0.0)
         if spec.nice is not None:
             self._set_nice(spec.nice)
-        self._done = threading.Event()
         self._outcome: Outcome | None = None
         self._peak_sampled = 0
-        threading.Thread(target=self._reap, name=f"reap-{pid}", daemon=True).start()
-        threading.Thread(target=self._sample, name=f"sample-{pid}", daemon=True).start()
 
     @property
     def identity(self) -> ProcessIdentity:
         return self._identity
 
     def _set_nice(self, value: int) -> None:
-        # Set right after the spawn: Popen has no race-free, thread-safe way to do it before
-        # exec (preexec_fn is unsafe in a threaded worker). A child forked in this instant would
-        # keep the old priority; backtests start far slower than that.
+        # Right after the spawn: a child forked in this instant would keep the old priority;
+        # backtests start far slower than that.
         with contextlib.suppress(OSError):
             if _IS_POSIX:
                 os.setpriority(os.PRIO_PROCESS, self._identity.pid, value)
@@ -78,69 +84,235 @@ class LocalProcess:
                 normal = psutil.NORMAL_PRIORITY_CLASS  # type: ignore[attr-defined]
                 psutil.Process(self._identity.pid).nice(below if value > 0 else normal)
 
-    def _reap(self) -> None:
-        if _IS_POSIX:
-            _, status, usage = os.wait4(self._popen.pid, 0)
-            code = os.waitstatus_to_exitcode(status)
-            self._popen.returncode = code  # keep Popen consistent: we reaped it
-            peak = usage.ru_maxrss * (1 if sys.platform == "darwin" else 1024)
-            cpu = usage.ru_utime + usage.ru_stime
-            self._outcome = Outcome(code, max(peak, self._peak_sampled), round(cpu, 3))
-        else:
-            code = self._popen.wait()
-            self._outcome = Outcome(code, self._peak_sampled or None, None)
-        self._done.set()
+    def poll(self) -> Outcome | None:
+        if self._outcome is not None:
+            reap_all()
+            return self._outcome
+        if not _IS_POSIX:
+            code = self._popen.poll()
+            if code is not None:
+                self._outcome = Outcome(code, self._peak_sampled or None, None)
+            return self._outcome
+        while True:
+            try:
+                pid, status, usage = os.wait4(-1, os.WNOHANG)
+            except ChildProcessError:
+                break
+            if pid == 0:
+                break
+            if pid == self._identity.pid:
+                code = os.waitstatus_to_exitcode(status)
+                self._popen.returncode = code  # keep Popen consistent: we reaped it
+                peak = usage.ru_maxrss * (1 if sys.platform == "darwin" else 1024)
+                cpu = usage.ru_utime + usage.ru_stime
+                self._outcome = Outcome(code, max(peak, self._peak_sampled), round(cpu, 3))
+        return self._outcome
 
-    def _sample(self) -> None:
+    def sample(self) -> None:
         """Peak RSS of the whole tree (wait4 only knows the largest single process)."""
-        if self._done.wait(_SAMPLE_AFTER):
+        if self._outcome is not None:
             return
         import psutil
 
+        total = 0
         try:
             root = psutil.Process(self._identity.pid)
+            for proc in [root, *root.children(recursive=True)]:
+                with contextlib.suppress(psutil.Error):
+                    total += proc.memory_info().rss
         except psutil.Error:
             return
-        while not self._done.is_set():
-            total = 0
-            try:
-                for proc in [root, *root.children(recursive=True)]:
-                    with contextlib.suppress(psutil.Error):
-                        total += proc.memory_info().rss
-            except psutil.Error:
-                return
-            self._peak_sampled = max(self._peak_sampled, total)
-            self._done.wait(_SAMPLE_EVERY)
+        self._peak_sampled = max(self._peak_sampled, total)
 
-    def wait(self, timeout: float | None = None) -> Outcome | None:
-        if not self._done.wait(timeout):
-            return None
-        return self._outcome
 
-    def terminate(self, grace: float) -> None:
-        # Also once the root has ended: what it left behind is still the run's.
-        proctree.terminate_tree(self._identity, self.spec.run_id, grace)
+def reap_all() -> list[int]:
+    """Reap every exited child of this process; their pids."""
+    reaped: list[int] = []
+    if not _IS_POSIX:
+        return reaped
+    while True:
+        try:
+            pid, _status = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return reaped
+        if pid == 0:
+            return reaped
+        reaped.append(pid)
 
-    def kill(self) -> None:
-        self.terminate(0)
 
-    def end_leftovers(self, grace: float) -> bool:
-        if not proctree.leftovers_exist(self._identity, self.spec.run_id):
+class LocalEvents:
+    """Inside a supervisor: wakes on child exits, on SIGTERM/SIGUSR1, and on watcher messages."""
+
+    def __init__(self, control_fd: int | None) -> None:
+        self.control_fd = control_fd
+        self._buffer = b""
+        self._pending: list[str] = []
+        self.wake_r, wake_w = os.pipe()
+        os.set_blocking(self.wake_r, False)
+        os.set_blocking(wake_w, False)
+        signal.set_wakeup_fd(wake_w)
+        signal.signal(signal.SIGCHLD, self._noted)
+        signal.signal(signal.SIGTERM, self._noted)
+        signal.signal(signal.SIGUSR1, self._noted)
+
+    def _noted(self, signum: int, _frame: FrameType | None) -> None:
+        if signum != signal.SIGCHLD:
+            self._pending.append(signal.Signals(signum).name)
+
+    def wait(self, timeout: float) -> list[str]:
+        fds = [self.wake_r] + ([self.control_fd] if self.control_fd is not None else [])
+        if not self._pending:
+            with contextlib.suppress(InterruptedError):
+                select.select(fds, [], [], max(timeout, 0.0))
+        with contextlib.suppress(BlockingIOError, OSError):
+            while os.read(self.wake_r, 512):
+                pass
+        messages, self._pending = self._pending, []
+        if self.control_fd is not None:
+            messages += self._read_control()
+        return messages
+
+    def _read_control(self) -> list[str]:
+        assert self.control_fd is not None
+        ready, _, _ = select.select([self.control_fd], [], [], 0)
+        if not ready:
+            return []
+        try:
+            data = os.read(self.control_fd, 4096)
+        except OSError:
+            data = b""
+        if not data:
+            os.close(self.control_fd)
+            self.control_fd = None
+            return ["EOF"]
+        self._buffer += data
+        *lines, self._buffer = self._buffer.split(b"\n")
+        return [line.decode("utf-8", "replace") for line in lines if line]
+
+
+class LocalSupervisor:
+    """A supervisor as seen by the `bt` process that forked it."""
+
+    def __init__(self, pid: int, control_fd: int | None, done_fd: int) -> None:
+        made = proctree.create_time(pid)
+        self._identity = ProcessIdentity(pid, made if made is not None else 0.0)
+        self.control_fd = control_fd
+        self.done_fd = done_fd
+        self.exited = False
+
+    @property
+    def identity(self) -> ProcessIdentity:
+        return self._identity
+
+    def fileno(self) -> int:
+        return self.done_fd
+
+    def wait(self, timeout: float) -> bool:
+        """True once the supervisor has exited: its end of the pipe closes with it."""
+        if self.exited:
+            return True
+        with contextlib.suppress(InterruptedError):
+            ready, _, _ = select.select([self.done_fd], [], [], max(timeout, 0.0))
+            if not ready:
+                return False
+        try:
+            data = os.read(self.done_fd, 4096)
+        except OSError:
+            data = b""
+        if data:
             return False
-        # The root is gone; its pid still names its group until reused (collect_tree checks).
-        proctree.terminate_tree(self._identity, self.spec.run_id, grace)
+        os.close(self.done_fd)
+        if self.control_fd is not None:
+            with contextlib.suppress(OSError):
+                os.close(self.control_fd)
+            self.control_fd = None
+        with contextlib.suppress(ChildProcessError):
+            os.waitpid(self._identity.pid, 0)
+        self.exited = True
         return True
+
+    def send(self, message: str) -> None:
+        if self.control_fd is None:
+            return
+        with contextlib.suppress(OSError):
+            os.write(self.control_fd, message.replace("\n", " ").encode() + b"\n")
+
+
+def _become_supervisor(log_path: Path | None) -> None:
+    """In the forked child: own session, quiet standard streams, own signal handling."""
+    os.setsid()
+    null = os.open(os.devnull, os.O_RDWR)
+    os.dup2(null, 0)
+    target = null
+    if log_path is not None:
+        with contextlib.suppress(OSError):
+            target = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    os.dup2(target, 1)
+    os.dup2(target, 2)
+    for sig in (signal.SIGINT, signal.SIGHUP, signal.SIGQUIT, signal.SIGTSTP):
+        signal.signal(sig, signal.SIG_IGN)
+    if sys.platform.startswith("linux"):
+        with contextlib.suppress(Exception):
+            import ctypes
+
+            libc = ctypes.CDLL(None, use_errno=True)
+            libc.prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
 
 
 class LocalBackend:
-    def start(self, spec: LaunchSpec) -> LocalProcess:
-        return LocalProcess(spec)
+    def launch_supervisor(
+        self, main: SupervisorMain, watched: bool, log_path: Path | None
+    ) -> LocalSupervisor:
+        if not _IS_POSIX:
+            raise BtError("bt supervises runs with fork(), which this system does not have")
+        control_r, control_w = os.pipe() if watched else (None, None)
+        done_r, done_w = os.pipe()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        pid = os.fork()
+        if pid == 0:  # pragma: no cover - the child's coverage is not collected
+            code = SUPERVISOR_CRASHED
+            try:
+                os.close(done_r)
+                if control_w is not None:
+                    os.close(control_w)
+                _become_supervisor(log_path)
+                code = main(LocalEvents(control_r))
+            except BaseException:
+                with contextlib.suppress(BaseException):
+                    traceback.print_exc()
+                    sys.stderr.flush()
+            finally:
+                os._exit(code)
+        os.close(done_w)
+        if control_r is not None:
+            os.close(control_r)
+        return LocalSupervisor(pid, control_w, done_r)
+
+    def start_script(self, spec: LaunchSpec) -> LocalScript:
+        return LocalScript(spec)
+
+    def reap_children(self) -> list[int]:
+        return reap_all()
 
     def is_alive(self, process: ProcessIdentity) -> bool:
         return proctree.is_alive(process)
 
+    def signal(self, process: ProcessIdentity, name: str) -> bool:
+        sig = getattr(signal, name, None)
+        if sig is None or not proctree.is_alive(process):
+            return False
+        try:
+            os.kill(process.pid, sig)
+        except OSError:
+            return False
+        return True
+
     def terminate(self, process: ProcessIdentity | None, run_id: str, grace: float) -> None:
         proctree.terminate_tree(process, run_id, grace)
+
+    def leftovers_exist(self, root: ProcessIdentity, run_id: str) -> bool:
+        return proctree.leftovers_exist(root, run_id)
 
     def current(self) -> ProcessIdentity:
         return proctree.current_identity()

@@ -12,6 +12,7 @@ inherits in its environment (misses only processes that scrub their environment)
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import sys
@@ -19,7 +20,7 @@ import time
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
-from btmanager.store import ProcessIdentity
+from btmanager.registry.model import ProcessIdentity
 
 if TYPE_CHECKING:
     import psutil
@@ -151,24 +152,31 @@ def _live(proc: psutil.Process) -> bool:
         return False
 
 
-def collect_tree(root: ProcessIdentity | None, run_id: str) -> list[psutil.Process]:
-    """Every live process that belongs to a run (see the module docstring), never ourselves."""
+def collect_tree(
+    root: ProcessIdentity | None, run_id: str, adopted: bool = False
+) -> list[psutil.Process]:
+    """Every live process that belongs to a run (see the module docstring), never ourselves.
+
+    `adopted`: also our own descendants (a run's supervisor is the subreaper of its tree, so
+    what the script orphans becomes the supervisor's child).
+    """
     import psutil
 
     found: dict[int, psutil.Process] = {}
     me = os.getpid()
-    # The root's process group is the run's only while the root's pid is not another process's:
-    # a pid is never reused while a group of that id has members, but once it has been reused,
-    # a group with that id may be a stranger's (a stale recorded pid must not reach it).
-    group = root.pid if root is not None and _IS_POSIX and _pid_unreused(root) else None
+    group = _group_of(root)
+    tops: list[psutil.Process] = []
     if root is not None and is_alive(root):
-        try:
-            top = psutil.Process(root.pid)
+        with contextlib.suppress(psutil.Error):
+            tops.append(psutil.Process(root.pid))
+    if adopted:
+        with contextlib.suppress(psutil.Error):
+            tops += psutil.Process(me).children()
+    for top in tops:
+        with contextlib.suppress(psutil.Error):
             found[top.pid] = top
             for child in top.children(recursive=True):
                 found[child.pid] = child
-        except psutil.Error:
-            pass
     for proc in psutil.process_iter():
         if proc.pid in found or proc.pid == me:
             continue
@@ -180,7 +188,100 @@ def collect_tree(root: ProcessIdentity | None, run_id: str) -> list[psutil.Proce
                 found[proc.pid] = proc
         except (psutil.Error, OSError):
             continue
+    found.pop(me, None)
     return [proc for proc in found.values() if _live(proc)]
+
+
+def _group_of(root: ProcessIdentity | None) -> int | None:
+    """The root's process group id, while it is the run's: a pid is never reused while a group
+    of that id has members, but once it has been reused, a group with that id may be a
+    stranger's (a stale recorded pid must not reach it)."""
+    if root is None or not _IS_POSIX or not _pid_unreused(root):
+        return None
+    return root.pid
+
+
+def _key(proc: psutil.Process) -> tuple[int, float]:
+    try:
+        return proc.pid, round(proc.create_time(), 2)
+    except Exception:
+        return proc.pid, 0.0
+
+
+def _pgid(pid: int) -> int | None:
+    if not _IS_POSIX:
+        return None
+    try:
+        return os.getpgid(pid)
+    except OSError:
+        return None
+
+
+class TreeStop:
+    """Ends a run's process tree: each process gets SIGTERM once, then SIGKILL after the grace.
+
+    The group is signalled once with killpg; only processes outside it (children that started
+    their own session, orphans found by marker) are signalled one by one, so no member receives
+    SIGTERM twice. `step()` does not block, so a supervisor can go on reaping and recording.
+    Elsewhere than POSIX, psutil's terminate()/kill() stand in for the signals.
+    """
+
+    def __init__(
+        self, root: ProcessIdentity | None, run_id: str, grace: float, adopted: bool = False
+    ) -> None:
+        self.root, self.run_id, self.grace, self.adopted = root, run_id, grace, adopted
+        self.termed: set[tuple[int, float]] = set()
+        self.group_termed = False
+        self.deadline: float | None = None
+        self.killed = False
+
+    def _tree(self) -> list[psutil.Process]:
+        return collect_tree(self.root, self.run_id, self.adopted)
+
+    def begin(self) -> None:
+        """Send SIGTERM to every member that has not had one (idempotent)."""
+        if self.deadline is None:
+            self.deadline = time.monotonic() + self.grace
+        self._term(self._tree())
+
+    def _term(self, procs: list[psutil.Process]) -> None:
+        group = _group_of(self.root)
+        if (
+            group is not None
+            and not self.group_termed
+            and self.root is not None
+            and (is_alive(self.root) or any(_pgid(p.pid) == group for p in procs))
+        ):
+            members = [p for p in procs if _pgid(p.pid) == group]
+            _signal_group(group, signal.SIGTERM)
+            self.group_termed = True
+            self.termed.update(_key(p) for p in members)
+        for proc in procs:
+            key = _key(proc)
+            if key in self.termed:
+                continue
+            # Outside the group, or joined it after the killpg: it has had no SIGTERM yet.
+            _signal_all([proc], signal.SIGTERM)
+            self.termed.add(key)
+
+    def force(self) -> None:
+        """Skip the rest of the grace: the next step kills."""
+        self.deadline = time.monotonic()
+
+    def step(self) -> bool:
+        """Progress the stop; True once no process of the tree is left."""
+        if self.deadline is None:
+            self.begin()
+        procs = self._tree()
+        if not procs:
+            return True
+        assert self.deadline is not None
+        if time.monotonic() >= self.deadline:
+            kill_tree(procs, self.root)
+            self.killed = True
+        else:
+            self._term(procs)  # processes forked since get their one SIGTERM
+        return False
 
 
 def _signal_all(procs: Iterable[psutil.Process], sig: int) -> None:
@@ -197,7 +298,7 @@ def _wait_gone(procs: list[psutil.Process], timeout: float) -> list[psutil.Proce
     """Poll until every process has ended (zombies count as ended); return the survivors.
 
     Polling rather than psutil.wait_procs: that would reap our own child, which belongs to the
-    thread that waits for it with wait4.
+    code that waits for it with wait4.
     """
     deadline = time.monotonic() + timeout
     alive = [proc for proc in procs if _live(proc)]
@@ -207,35 +308,28 @@ def _wait_gone(procs: list[psutil.Process], timeout: float) -> list[psutil.Proce
     return alive
 
 
-def _signal_group(root: ProcessIdentity | None, sig: int) -> None:
-    if root is None or not _IS_POSIX:
+def _signal_group(group: int | None, sig: int) -> None:
+    if group is None or not _IS_POSIX:
         return
     try:
-        os.killpg(root.pid, sig)
+        os.killpg(group, sig)
     except (ProcessLookupError, PermissionError):
         pass
 
 
 def terminate_tree(root: ProcessIdentity | None, run_id: str, grace: float) -> None:
-    """SIGTERM the whole tree, wait up to `grace` seconds, then SIGKILL what is left.
-
-    Elsewhere than POSIX, psutil's terminate()/kill() stand in for the signals.
-    """
-    procs = collect_tree(root, run_id)
-    if not procs:
-        return
-    root_alive = root is not None and is_alive(root)
-    if root_alive:
-        _signal_group(root, signal.SIGTERM)
-    _signal_all(procs, signal.SIGTERM)
-    survivors = _wait_gone(procs, grace) if grace > 0 else procs
-    # Look again: a process may have forked while we waited.
-    late = [p for p in collect_tree(root, run_id) if p.pid not in {s.pid for s in survivors}]
-    kill_tree(survivors + late, root if root_alive else None)
+    """End a run's whole tree from any process, blocking until it is gone (or killed)."""
+    stop = TreeStop(root, run_id, grace)
+    stop.begin()
+    deadline = time.monotonic() + grace + 10.0
+    while not stop.step() and time.monotonic() < deadline:
+        time.sleep(0.05)
 
 
 def kill_tree(procs: list[psutil.Process], root: ProcessIdentity | None) -> None:
+    """SIGKILL the tree; the group only if the root's pid still names the run's group (checked
+    again now: it may have been reused during the grace period)."""
     kill_signal = getattr(signal, "SIGKILL", signal.SIGTERM)
-    _signal_group(root, kill_signal)
+    _signal_group(_group_of(root), kill_signal)
     _signal_all(procs, kill_signal)
     _wait_gone(procs, 5.0)

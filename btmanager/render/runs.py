@@ -11,10 +11,10 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from btmanager.registry.model import Run
 from btmanager.render.common import human_bytes, human_duration, short_time, styled_status
 from btmanager.render.text import status_messages, status_rows
-from btmanager.runner import elapsed_since
-from btmanager.store import Run
+from btmanager.timeutil import elapsed_since
 
 
 def render_status(run: Run, console: Console) -> None:

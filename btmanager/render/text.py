@@ -12,14 +12,14 @@ import sys
 from collections.abc import Mapping
 from typing import IO, Any
 
+from btmanager.registry.model import Run
 from btmanager.render.common import (
     STATUS_STYLES,
     human_bytes,
     human_duration,
     zoned_time,
 )
-from btmanager.runner import elapsed_since
-from btmanager.store import Run
+from btmanager.timeutil import elapsed_since
 
 MESSAGES_SHOWN = 5  # validation messages `bt status` lists before "... N more"
 

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from btmanager import __version__
-from btmanager.store import Run
+from btmanager.registry.model import Run
 
 RUN_FILE = "run.json"
 

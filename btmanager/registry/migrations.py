@@ -86,11 +86,40 @@ def _add_environment(db: sqlite3.Connection) -> None:
     db.execute("ALTER TABLE runs ADD COLUMN env TEXT")
 
 
+def _add_lifecycle(db: sqlite3.Connection) -> None:
+    """Per-run supervisors, why runs failed, and the parallel limit shared by every process."""
+    for column in (
+        "failure_kind TEXT",
+        "worker_pid INTEGER",
+        "worker_create_time REAL",
+        "cancel_grace REAL",
+    ):
+        db.execute(f"ALTER TABLE runs ADD COLUMN {column}")
+    db.execute("CREATE TABLE settings (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
+    # Runs recorded before this only said why in words; classify them once, here, so nothing
+    # ever has to read a message again.
+    db.execute(
+        """
+        UPDATE runs SET failure_kind = CASE
+            WHEN status = 'cancelled' THEN 'cancelled'
+            WHEN error_message LIKE 'timed out%' THEN 'timeout'
+            WHEN error_message LIKE 'validation errors%' THEN 'validation'
+            WHEN error_message LIKE 'could not start%' THEN 'launch'
+            WHEN error_message LIKE 'supervisor%' THEN 'supervisor_lost'
+            WHEN exit_code < 0 THEN 'signal'
+            WHEN exit_code > 0 THEN 'exit_code'
+            ELSE 'supervisor_lost' END
+        WHERE status IN ('failed', 'cancelled')
+        """
+    )
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration("0001_create_runs", _create_runs),
     Migration("0002_queue_and_supervision", _add_queue_and_supervision),
     Migration("0003_resource_usage_and_log_cache", _add_resource_usage_and_log_cache),
     Migration("0004_environment", _add_environment),
+    Migration("0005_lifecycle", _add_lifecycle),
 )
 
 LATEST_VERSION = len(MIGRATIONS)

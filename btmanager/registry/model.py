@@ -1,0 +1,208 @@
+"""What the registry stores about a run: statuses, failure kinds, process identities, the row."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from dataclasses import dataclass, fields
+from enum import StrEnum
+from typing import Any
+
+from btmanager.timeutil import parse_iso, seconds_between
+
+
+class Status(StrEnum):
+    QUEUED = "queued"
+    RUNNING = "running"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+
+STATUSES = tuple(str(status) for status in Status)
+FINAL_STATUSES = frozenset({Status.COMPLETED, Status.FAILED, Status.CANCELLED})
+
+
+class FailureKind(StrEnum):
+    """Why a run did not complete; decided where the run ends, never parsed from messages."""
+
+    EXIT_CODE = "exit_code"
+    SIGNAL = "signal"
+    TIMEOUT = "timeout"
+    VALIDATION = "validation"
+    CANCELLED = "cancelled"
+    SUPERVISOR_LOST = "supervisor_lost"
+    DEPENDENCY = "dependency"
+    LAUNCH = "launch"  # the script could not be started at all
+    FOLDER_LOST = "folder_lost"  # the run folder disappeared while the script ran
+
+
+# Short reasons for tables (`bt list`), by failure kind.
+FAILURE_REASONS = {
+    FailureKind.EXIT_CODE: "exit code {code}",
+    FailureKind.SIGNAL: "killed by {signal}",
+    FailureKind.TIMEOUT: "timed out",
+    FailureKind.VALIDATION: "validation errors",
+    FailureKind.CANCELLED: "cancelled",
+    FailureKind.SUPERVISOR_LOST: "supervisor lost",
+    FailureKind.DEPENDENCY: "dependency failed",
+    FailureKind.LAUNCH: "could not start",
+    FailureKind.FOLDER_LOST: "folder disappeared",
+}
+
+
+@dataclass(frozen=True)
+class ProcessIdentity:
+    """A pid plus its create time: together they survive pid reuse."""
+
+    pid: int
+    create_time: float
+
+
+def _identity(pid: int | None, made: float | None) -> ProcessIdentity | None:
+    return ProcessIdentity(pid, made) if pid is not None and made is not None else None
+
+
+class CorruptRow(ValueError):
+    """A registry row whose stored values cannot be read back."""
+
+
+@dataclass
+class Run:
+    """One row of the registry."""
+
+    seq: int
+    run_id: str
+    script_path: str
+    script_resolved: str
+    params: dict[str, str]
+    extra_args: list[str]
+    command: list[str]
+    cwd: str
+    output_dir: str
+    status: str
+    label: str | None
+    created_at: str
+    started_at: str | None
+    completed_at: str | None
+    exit_code: int | None
+    error_message: str | None
+    validation_results: dict[str, Any] | None
+    pid: int | None
+    pid_create_time: float | None
+    priority: int
+    detached: bool
+    nice: int | None
+    timeout_seconds: float | None
+    grace_seconds: float
+    validate: bool
+    rules: dict[str, Any] | None
+    supervisor_pid: int | None
+    supervisor_create_time: float | None
+    cancel_requested: bool
+    peak_memory_bytes: int | None
+    cpu_seconds: float | None
+    log_size: int | None
+    log_lines: int | None
+    env: dict[str, str] | None
+    failure_kind: str | None = None
+    worker_pid: int | None = None
+    worker_create_time: float | None = None
+    cancel_grace: float | None = None
+
+    _JSON_COLUMNS = ("params", "extra_args", "command", "validation_results", "rules", "env")
+    _BOOL_COLUMNS = ("detached", "validate", "cancel_requested")
+    _TIME_COLUMNS = ("created_at", "started_at", "completed_at")
+
+    @classmethod
+    def from_row(cls, row: sqlite3.Row) -> Run:
+        values = dict(row)
+        name = ""
+        try:
+            for name in cls._JSON_COLUMNS:
+                if values.get(name) is not None:
+                    values[name] = json.loads(values[name])
+            for name in cls._TIME_COLUMNS:
+                if values.get(name) is not None:
+                    parse_iso(values[name])
+            if values.get("status") not in STATUSES:
+                name = "status"
+                raise ValueError(f"unknown status {values.get('status')!r}")
+        except (ValueError, TypeError) as exc:
+            raise CorruptRow(
+                f"run {values.get('run_id')!r} has an unreadable {name}: {exc}"
+            ) from None
+        for name in cls._BOOL_COLUMNS:
+            values[name] = bool(values[name])
+        return cls(**{f.name: values.get(f.name) for f in fields(cls)})  # type: ignore[arg-type]
+
+    @property
+    def is_final(self) -> bool:
+        return self.status in FINAL_STATUSES
+
+    @property
+    def script_identity(self) -> ProcessIdentity | None:
+        """The script's pid and create time, once it has started."""
+        return _identity(self.pid, self.pid_create_time)
+
+    @property
+    def supervisor_identity(self) -> ProcessIdentity | None:
+        """The run's own supervisor (the script's parent), once it has recorded itself."""
+        return _identity(self.supervisor_pid, self.supervisor_create_time)
+
+    @property
+    def worker_identity(self) -> ProcessIdentity | None:
+        """The worker that claimed the run, or the foreground `bt` that watches it."""
+        return _identity(self.worker_pid, self.worker_create_time)
+
+    @property
+    def duration_seconds(self) -> float | None:
+        return seconds_between(self.started_at, self.completed_at)
+
+    @property
+    def failure_reason(self) -> str | None:
+        """A short reason for a run that did not complete (`bt list`'s column)."""
+        if self.failure_kind is None:
+            return None
+        try:
+            kind = FailureKind(self.failure_kind)
+        except ValueError:
+            return self.failure_kind
+        code = self.exit_code
+        signal_name = f"signal {-code}" if code is not None else "a signal"
+        if code is not None and code < 0:
+            from btmanager.execution.exits import signal_name as name_of
+
+            signal_name = name_of(-code)
+        return FAILURE_REASONS[kind].format(code=code, signal=signal_name)
+
+    def to_status_dict(self) -> dict[str, Any]:
+        """The status shape of `bt status --json` (and of the HTTP API)."""
+        return {
+            "run_id": self.run_id,
+            "script_path": self.script_path,
+            "params": self.params,
+            "status": self.status,
+            "created_at": self.created_at,
+            "started_at": self.started_at,
+            "completed_at": self.completed_at,
+            "output_dir": self.output_dir,
+            "exit_code": self.exit_code,
+            "error_message": self.error_message,
+            "failure_kind": self.failure_kind,
+            "validation_results": self.validation_results,
+            "duration_seconds": self.duration_seconds,
+            "pid": self.pid,
+            "supervisor_pid": self.supervisor_pid,
+            "worker_pid": self.worker_pid,
+            "label": self.label,
+            "priority": self.priority,
+            "peak_memory_bytes": self.peak_memory_bytes,
+            "cpu_seconds": self.cpu_seconds,
+            "command": self.command,
+            "extra_args": self.extra_args,
+            "cwd": self.cwd,
+            "detached": self.detached,
+            "timeout_seconds": self.timeout_seconds,
+            "grace_seconds": self.grace_seconds,
+        }

@@ -1,0 +1,232 @@
+"""Executing the queue: on-demand drain workers and the foreground `bt worker`.
+
+No long-running command is asked of the user. Whenever a run is queued, or a slot frees up, and
+a queued run could start, `ensure_worker` spawns a detached worker in its own session. A worker
+claims runs (an atomic registry transaction that enforces the stored parallel limit, see
+`RunStates.claim`) and starts a supervisor process for each; the supervisors, not the worker,
+run the scripts and record their ends, so a worker that dies leaves its runs untouched. A drain
+worker exits once it has nothing to watch and nothing can be claimed; surplus workers find
+nothing to claim and exit at once.
+
+The worker is single-threaded (it forks its supervisors, and fork needs that) and closes its
+registry connection around each fork.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from btmanager.errors import BtError
+from btmanager.registry.db import Registry
+from btmanager.registry.model import Status
+from btmanager.runs.settle import settle
+from btmanager.runs.state import RunStates
+from btmanager.settings import Settings
+
+if TYPE_CHECKING:
+    from btmanager.execution import Backend
+    from btmanager.execution.base import SupervisorHandle
+
+_IDLE_POLL = 0.5
+_BUSY_POLL = 0.2
+_SETTLE_EVERY = 5.0
+_REGISTRY_RETRY = 2.0
+
+
+def ensure_worker(settings: Settings, registry: Registry, limit: int) -> bool:
+    """Spawn a drain worker if a queued run could start now. Returns whether one was spawned."""
+    if registry.has_claimable(limit):
+        from btmanager.execution.spawn import spawn_worker
+
+        spawn_worker(settings)
+        return True
+    return False
+
+
+class Worker:
+    """Claims queued runs and starts a supervisor for each, within the stored limit."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        backend: Backend,
+        idle_exit: float | None,
+        drain: bool,
+        on_event: Callable[[str], None] | None = None,
+    ) -> None:
+        from btmanager.runs.watch import StopRequest
+
+        self.settings, self.backend = settings, backend
+        self.on_event = on_event or (lambda _message: None)
+        self.idle_exit, self.drain = idle_exit, drain
+        self.identity = backend.current()
+        self.stop = StopRequest()
+        self.children: dict[str, SupervisorHandle] = {}
+        self._registry: Registry | None = None
+        self._last_busy = time.monotonic()
+        self._problem: str | None = None
+
+    def request_stop(self, reason: str) -> None:
+        """Stop claiming and cancel the runs this worker started (a second request forces)."""
+        self.stop.request(reason)
+
+    # --- the registry, which may be busy, full or broken: one line in the log, never a crash --
+
+    def _open(self) -> Registry | None:
+        if self._registry is None:
+            try:
+                self._registry = Registry(self.settings.db_path)
+            except BtError as exc:
+                self._report(str(exc))
+                return None
+        return self._registry
+
+    def _close(self) -> None:
+        if self._registry is not None:
+            self._registry.close()
+            self._registry = None
+
+    def _report(self, problem: str) -> None:
+        """Say each distinct problem once (the log must not fill with the same line)."""
+        if problem != self._problem:
+            self._problem = problem
+            self.on_event(f"registry problem: {problem}")
+
+    # --- the loop ----------------------------------------------------------------------------
+
+    def run(self) -> None:
+        next_settle = 0.0
+        cancelled_sent = killed_sent = False
+        try:
+            while True:
+                now = time.monotonic()
+                if self.stop.requested.is_set():
+                    if not cancelled_sent:
+                        cancelled_sent = True
+                        self._cancel_children(self.stop.reason)
+                    if self.stop.forced.is_set() and not killed_sent:
+                        killed_sent = True
+                        self._signal_children("SIGUSR1")
+                else:
+                    if now >= next_settle:
+                        next_settle = now + _SETTLE_EVERY
+                        self._settle()
+                    self._claim_all()
+                self._reap()
+                if not self.children and self._done():
+                    return
+                self._wait(_BUSY_POLL if self.children else _IDLE_POLL)
+        finally:
+            self._close()
+
+    def _settle(self) -> None:
+        registry = self._open()
+        if registry is None:
+            return
+        try:
+            for run_id in settle(registry, self.backend):
+                self.on_event(f"settled {run_id} (its supervisor had died)")
+        except BtError as exc:
+            self._report(str(exc))
+
+    def _claim_all(self) -> None:
+        from btmanager.runs.supervise import SupervisorJob, start_supervisor
+
+        while not self.stop.requested.is_set():
+            registry = self._open()
+            if registry is None:
+                return
+            try:
+                run = RunStates(registry).claim(self.identity)
+            except BtError as exc:
+                self._report(str(exc))
+                return
+            if run is None:
+                return
+            self._problem = None
+            job = SupervisorJob(self.settings.db_path, run, watched=False)
+            self._close()  # no registry connection may cross a fork
+            try:
+                self.children[run.run_id] = start_supervisor(job, self.backend)
+                self.on_event(f"started {run.run_id}")
+            except (OSError, BtError) as exc:
+                self._fail_start(run.run_id, exc)
+
+    def _fail_start(self, run_id: str, exc: Exception) -> None:
+        from btmanager.runs.exitrecord import ExitRecord
+
+        self.on_event(f"could not start a supervisor for {run_id}: {exc}")
+        registry = self._open()
+        if registry is None:
+            return
+        try:
+            record = ExitRecord(None, RunStates(registry).clock.now_iso(), launch_error=str(exc))
+            RunStates(registry).end(run_id, record, None)
+        except BtError as exc2:
+            self._report(str(exc2))
+
+    def _reap(self) -> None:
+        for run_id, handle in list(self.children.items()):
+            if handle.wait(0):
+                del self.children[run_id]
+                self._last_busy = time.monotonic()
+                self.on_event(f"finished {run_id} {self._outcome(run_id)}")
+
+    def _outcome(self, run_id: str) -> str:
+        registry = self._open()
+        if registry is None:
+            return "(registry unavailable)"
+        try:
+            final = registry.get(run_id)
+        except BtError:
+            return "(registry unavailable)"
+        if final.status == Status.RUNNING:
+            return "(end not recorded yet; the next bt command records it)"
+        return final.status + (f": {final.error_message}" if final.error_message else "")
+
+    def _wait(self, timeout: float) -> None:
+        if not self.children:
+            self.stop.requested.wait(timeout)
+            return
+        import select
+
+        try:
+            select.select(list(self.children.values()), [], [], timeout)
+        except (OSError, ValueError):
+            time.sleep(timeout)
+
+    def _done(self) -> bool:
+        if self.stop.requested.is_set():
+            return True
+        registry = self._open()
+        if registry is None:
+            return self.drain
+        try:
+            if self.drain:
+                return not registry.has_claimable(RunStates(registry).limit())
+            if self.idle_exit is None:
+                return False
+            counts = registry.count_by_status()
+        except BtError as exc:
+            self._report(str(exc))
+            return self.drain
+        if counts[Status.QUEUED] or counts[Status.RUNNING]:
+            self._last_busy = time.monotonic()
+            return False
+        return time.monotonic() - self._last_busy >= self.idle_exit
+
+    def _cancel_children(self, reason: str) -> None:
+        registry = self._open()
+        for run_id in list(self.children):
+            if registry is not None:
+                try:
+                    RunStates(registry).request_cancel(run_id, f"cancelled: {reason}")
+                except BtError as exc:
+                    self._report(str(exc))
+        self._signal_children("SIGTERM")
+
+    def _signal_children(self, name: str) -> None:
+        for handle in self.children.values():
+            self.backend.signal(handle.identity, name)

@@ -1,0 +1,278 @@
+"""The one owner of run state: every status change of every run happens here.
+
+Each change is one guarded write transaction (read the row, decide, update, under the write
+lock, so of two processes racing to change a run exactly one wins) followed by the rewrite of
+the run folder's run.json. Times come from an injectable clock. Nothing else in btmanager
+updates a run's status.
+
+    queued --claim--> running --end--> completed | failed | cancelled
+    queued --cancel_queued--> cancelled
+    running --lose--> failed (supervisor lost)          (settling a run nobody watches)
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from btmanager.registry.db import Registry
+from btmanager.registry.model import FailureKind, ProcessIdentity, Run, Status
+from btmanager.runs.exitrecord import ExitRecord
+from btmanager.timeutil import SYSTEM_CLOCK, Clock
+
+MAX_PARALLEL_KEY = "max_parallel"
+BEFORE_START = "cancelled before it started"
+
+
+def default_limit() -> int:
+    return os.cpu_count() or 1
+
+
+@dataclass(frozen=True)
+class Decision:
+    status: Status
+    failure_kind: FailureKind | None
+    message: str | None
+
+
+def describe_validation(report: Mapping[str, Any]) -> str:
+    errors = list(report.get("errors") or [])
+    first = errors[0] if errors else "output is invalid"
+    more = f" (+{len(errors) - 1} more)" if len(errors) > 1 else ""
+    return f"validation errors: {first}{more}"
+
+
+def decide(run: Run, record: ExitRecord, report: Mapping[str, Any] | None) -> Decision:
+    """The final status of a run whose script ended as `record` says."""
+    from btmanager.execution.exits import describe_exit
+
+    if run.cancel_requested or record.cancelled:
+        # The first cancel request's reason is the run's message (stored with the request).
+        reason = (run.error_message if run.cancel_requested else None) or record.cancelled
+        return Decision(Status.CANCELLED, FailureKind.CANCELLED, reason or "cancelled by user")
+    if record.launch_error is not None:
+        message = f"could not start the script: {record.launch_error}"
+        return Decision(Status.FAILED, FailureKind.LAUNCH, message)
+    if record.timed_out is not None:
+        return Decision(Status.FAILED, FailureKind.TIMEOUT, f"timed out after {record.timed_out:g} s")
+    if record.folder_lost:
+        message = "run folder disappeared while the script ran"
+        return Decision(Status.FAILED, FailureKind.FOLDER_LOST, message)
+    code = record.exit_code
+    if code is None:
+        return Decision(Status.FAILED, FailureKind.SUPERVISOR_LOST, "exit status unknown")
+    if code != 0:
+        kind = FailureKind.SIGNAL if code < 0 else FailureKind.EXIT_CODE
+        return Decision(Status.FAILED, kind, describe_exit(code))
+    if report is not None and not report.get("valid", False):
+        return Decision(Status.FAILED, FailureKind.VALIDATION, describe_validation(report))
+    return Decision(Status.COMPLETED, None, None)
+
+
+class RunStates:
+    """Status changes of the runs in one registry."""
+
+    def __init__(
+        self, registry: Registry, clock: Clock = SYSTEM_CLOCK, write_files: bool = True
+    ) -> None:
+        self.registry = registry
+        self.clock = clock
+        self.write_files = write_files
+
+    def _recorded(self, run_id: str) -> Run:
+        run = self.registry.get(run_id)
+        if self.write_files:
+            from btmanager.runs.runfile import write_run_file
+
+            write_run_file(run)
+        return run
+
+    # --- the parallel limit ------------------------------------------------------------------
+
+    def limit(self) -> int:
+        stored = self.registry.setting(MAX_PARALLEL_KEY)
+        return int(stored) if stored is not None else default_limit()
+
+    def set_limit(self, value: int) -> None:
+        self.registry.set_setting(MAX_PARALLEL_KEY, str(value))
+
+    # --- creation and start --------------------------------------------------------------------
+
+    def create(self, values: Mapping[str, Any], *, running: bool) -> Run:
+        """Record a new run: `queued`, or `running` at once (a foreground run)."""
+        row = dict(values)
+        now = self.clock.now_iso()
+        row["status"] = str(Status.RUNNING if running else Status.QUEUED)
+        row["created_at"] = now
+        row["started_at"] = now if running else None
+        with self.registry.write() as db:
+            self.registry.insert_in(db, row)
+        return self._recorded(str(row["run_id"]))
+
+    def claim(self, worker: ProcessIdentity) -> Run | None:
+        """Move the next queued run to `running` if fewer than the stored limit are running.
+
+        One IMMEDIATE transaction holds the write lock across the count and the update, so any
+        number of concurrent workers can neither start a run twice nor exceed the limit.
+        """
+        with self.registry.write() as db:
+            stored = self.registry.setting_in(db, MAX_PARALLEL_KEY)
+            limit = int(stored) if stored is not None else default_limit()
+            if self.registry.running_count_in(db) >= limit:
+                return None
+            row = db.execute(
+                "SELECT run_id FROM runs WHERE status = 'queued'"
+                " ORDER BY priority DESC, seq LIMIT 1"
+            ).fetchone()
+            if row is None:
+                return None
+            run_id = str(row[0])
+            self.registry.update_in(
+                db,
+                run_id,
+                {
+                    "status": str(Status.RUNNING),
+                    "started_at": self.clock.now_iso(),
+                    "worker_pid": worker.pid,
+                    "worker_create_time": worker.create_time,
+                },
+                (Status.QUEUED,),
+            )
+        return self._recorded(run_id)
+
+    def supervised(self, run_id: str, supervisor: ProcessIdentity) -> Run:
+        """The run's supervisor process has started (it records itself before the script)."""
+        with self.registry.write() as db:
+            self.registry.update_in(
+                db,
+                run_id,
+                {"supervisor_pid": supervisor.pid, "supervisor_create_time": supervisor.create_time},
+                (Status.RUNNING,),
+            )
+        return self.registry.get(run_id)
+
+    def script_started(self, run_id: str, script: ProcessIdentity) -> Run:
+        with self.registry.write() as db:
+            self.registry.update_in(
+                db,
+                run_id,
+                {"pid": script.pid, "pid_create_time": script.create_time},
+                (Status.RUNNING,),
+            )
+        return self._recorded(run_id)
+
+    # --- cancelling --------------------------------------------------------------------------
+
+    def cancel_queued(self, run_id: str) -> Run | None:
+        """A queued run never starts: `cancelled` at once. None if it was not queued."""
+        with self.registry.write() as db:
+            changed = self.registry.update_in(
+                db,
+                run_id,
+                {
+                    "status": str(Status.CANCELLED),
+                    "completed_at": self.clock.now_iso(),
+                    "error_message": BEFORE_START,
+                    "failure_kind": str(FailureKind.CANCELLED),
+                },
+                (Status.QUEUED,),
+            )
+        return self._recorded(run_id) if changed else None
+
+    def request_cancel(self, run_id: str, reason: str, grace: float | None = None) -> Run | None:
+        """Mark a running run for cancelling; its supervisor ends it. The first request's
+        reason (and grace) is kept. None if the run is not running."""
+        with self.registry.write() as db:
+            run = self.registry.row_in(db, run_id)
+            if run is None or run.status != Status.RUNNING:
+                return None
+            if not run.cancel_requested:
+                self.registry.update_in(
+                    db,
+                    run_id,
+                    {"cancel_requested": 1, "error_message": reason, "cancel_grace": grace},
+                    (Status.RUNNING,),
+                )
+        return self.registry.get(run_id)
+
+    # --- the end -----------------------------------------------------------------------------
+
+    def end(
+        self, run_id: str, record: ExitRecord, report: Mapping[str, Any] | None
+    ) -> Run | None:
+        """A running run's script ended as `record` says: make the run final.
+
+        Returns the final run, or None if it was already final (someone else settled it).
+        """
+        with self.registry.write() as db:
+            run = self.registry.row_in(db, run_id)
+            if run is None or run.status != Status.RUNNING:
+                return None
+            decision = decide(run, record, report)
+            values: dict[str, Any] = {
+                "status": str(decision.status),
+                "failure_kind": None if decision.failure_kind is None else str(decision.failure_kind),
+                "error_message": decision.message,
+                "exit_code": record.exit_code,
+                "completed_at": record.ended_at,
+                "peak_memory_bytes": record.peak_memory_bytes,
+                "cpu_seconds": record.cpu_seconds,
+                # Cancelled runs are not validated: what they left is not a result.
+                "validation_results": None if decision.status == Status.CANCELLED else report,
+            }
+            if record.log_size is not None and record.log_lines is not None:
+                values["log_size"] = record.log_size
+                values["log_lines"] = record.log_lines
+            self.registry.update_in(db, run_id, values, (Status.RUNNING,))
+        return self._recorded(run_id)
+
+    def lose(
+        self, run_id: str, message: str, kind: FailureKind = FailureKind.SUPERVISOR_LOST
+    ) -> Run | None:
+        """Settle a running run whose supervisor is gone without an exit record: `kind` says
+        what the settling process found (a requested cancel always wins)."""
+        with self.registry.write() as db:
+            run = self.registry.row_in(db, run_id)
+            if run is None or run.status != Status.RUNNING:
+                return None
+            status = Status.FAILED
+            if run.cancel_requested or kind == FailureKind.CANCELLED:
+                status, kind = Status.CANCELLED, FailureKind.CANCELLED
+                message = (run.error_message if run.cancel_requested else None) or message
+            self.registry.update_in(
+                db,
+                run_id,
+                {
+                    "status": str(status),
+                    "failure_kind": str(kind),
+                    "error_message": message,
+                    "completed_at": self.clock.now_iso(),
+                },
+                (Status.RUNNING,),
+            )
+        return self._recorded(run_id)
+
+    def revalidate(self, run_id: str, report: Mapping[str, Any]) -> Run:
+        """Store a new validation; a finished run that exited 0 and failed (if at all) only for
+        its output follows the new result. Cancelled runs and other failures keep theirs."""
+        with self.registry.write() as db:
+            run = self.registry.row_in(db, run_id)
+            if run is None:
+                from btmanager.errors import NotFoundError
+
+                raise NotFoundError(f"No such run: {run_id}")
+            values: dict[str, Any] = {"validation_results": dict(report)}
+            follows = (
+                run.status in (Status.COMPLETED, Status.FAILED)
+                and run.exit_code == 0
+                and run.failure_kind in (None, FailureKind.VALIDATION)
+            )
+            if follows:
+                valid = bool(report.get("valid", False))
+                values["status"] = str(Status.COMPLETED if valid else Status.FAILED)
+                values["failure_kind"] = None if valid else str(FailureKind.VALIDATION)
+                values["error_message"] = None if valid else describe_validation(report)
+            self.registry.update_in(db, run_id, values)
+        return self._recorded(run_id)

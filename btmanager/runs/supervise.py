@@ -1,0 +1,294 @@
+"""A run's supervisor: the process that is its script's parent from start to end.
+
+It starts the script, watches it (time-out, cancel requests, its watcher's death, the run
+folder vanishing), ends its whole tree when asked (each process gets one SIGTERM, then SIGKILL
+after the grace), reaps it, writes the exit record into the run folder, validates the outputs and
+records the end in the registry. It is the only process that ever reaps or ends a supervised
+script, so the `bt` that started it (a foreground `bt run`, a worker) may die at any moment
+without changing the run's outcome.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from btmanager.errors import BtError
+from btmanager.logs import LogReader
+from btmanager.registry.db import Registry
+from btmanager.registry.model import Run
+from btmanager.runs import exitrecord
+from btmanager.runs.create import launch_spec
+from btmanager.runs.exitrecord import ExitRecord
+from btmanager.runs.state import BEFORE_START, RunStates
+from btmanager.timeutil import SYSTEM_CLOCK, Clock
+
+if TYPE_CHECKING:
+    from btmanager.execution import Backend, Outcome, ScriptProcess
+    from btmanager.execution.base import Events
+    from btmanager.execution.proctree import TreeStop
+
+TICK = 0.1  # the longest the supervisor sleeps; a child's exit or a message wakes it at once
+REGISTRY_POLL = 1.0  # how often it looks for a `bt cancel` whose signal it may have missed
+FOLDER_POLL = 1.0  # how often it checks that the run folder still exists
+SAMPLE_AFTER = 0.5  # memory is sampled only for runs that last (wait4 covers short ones)
+SAMPLE_EVERY = 0.5
+COUNT_EVERY = 0.5  # how often it counts the log's new lines (`bt logs` totals stay cached)
+RECORD_RETRY = 2.0  # how often a registry that refuses the end is tried again
+RECORD_PATIENCE = 60.0  # after that the exit record alone keeps the end for later commands
+
+WATCHER_GONE = "cancelled: bt was killed"
+
+
+@dataclass(frozen=True)
+class SupervisorJob:
+    """What a supervisor needs, fixed before it is forked."""
+
+    db_path: Path
+    run: Run
+    watched: bool  # a foreground run: the watcher's death cancels it
+
+
+def validate_run_folder(run: Run) -> dict[str, Any]:
+    """Validate a run's folder with the rules recorded at submission."""
+    from btmanager.validation.engine import validate_dir
+    from btmanager.validation.rules import Rules
+
+    try:
+        rules = Rules.from_dict(run.rules) if run.rules is not None else None
+        report: dict[str, Any] = validate_dir(Path(run.output_dir), rules, run.params).to_dict()
+        return report
+    except BtError as exc:  # e.g. the script removed its own output folder
+        return {"valid": False, "errors": [str(exc)], "warnings": [], "file_checks": {}}
+
+
+class Supervisor:
+    def __init__(
+        self, job: SupervisorJob, backend: Backend, events: Events, clock: Clock = SYSTEM_CLOCK
+    ) -> None:
+        self.job, self.backend, self.events, self.clock = job, backend, events, clock
+        self.run = job.run
+        self.run_dir = Path(job.run.output_dir)
+        self.registry: Registry | None = None
+        self.stop: TreeStop | None = None
+        self.stop_reason: str | None = None  # a cancel (None for a time-out or lost folder)
+        self.timed_out: float | None = None
+        self.folder_lost = False
+        self.script: ScriptProcess | None = None
+        self.log = LogReader(self.run_dir / "execution.log")
+
+    # --- the registry, which may be busy or unwritable at any moment ------------------------
+
+    def _states(self) -> RunStates | None:
+        if self.registry is None:
+            try:
+                self.registry = Registry(self.job.db_path)
+            except BtError:
+                return None
+        return RunStates(self.registry, self.clock)
+
+    def _try(self, action: str, *args: Any) -> Any:
+        states = self._states()
+        if states is None:
+            return None
+        try:
+            return getattr(states, action)(*args)
+        except BtError:
+            return None
+
+    def _cancel_request(self) -> tuple[str, float | None] | None:
+        """A cancel recorded in the registry (by `bt cancel` or a stopping worker)."""
+        states = self._states()
+        if states is None:
+            return None
+        try:
+            run = states.registry.get(self.run.run_id)
+        except BtError:
+            return None
+        if not run.cancel_requested:
+            return None
+        return run.error_message or "cancelled by user", run.cancel_grace
+
+    # --- life --------------------------------------------------------------------------------
+
+    def main(self) -> int:
+        me = self.backend.current()
+        self._try("supervised", self.run.run_id, me)
+        exitrecord.reserve(self.run_dir)
+        before = self._stop_requested_before_start()
+        if before is not None:
+            return self._finish(ExitRecord(None, self.clock.now_iso(), cancelled=before))
+        try:
+            self.script = self.backend.start_script(launch_spec(self.run))
+        except (OSError, ValueError) as exc:  # ValueError: e.g. a NUL byte in an argument
+            reason = getattr(exc, "strerror", None) or str(exc)
+            return self._finish(ExitRecord(None, self.clock.now_iso(), launch_error=reason))
+        self._try("script_started", self.run.run_id, self.script.identity)
+        outcome = self._watch(self.script)
+        return self._finish(self._record(outcome))
+
+    def _stop_requested_before_start(self) -> str | None:
+        for message in self.events.wait(0):
+            reason = self._message_reason(message)
+            if reason is not None:
+                return reason
+        request = self._cancel_request()
+        if request is not None:
+            return request[0] if request[0] else BEFORE_START
+        return None
+
+    def _message_reason(self, message: str) -> str | None:
+        """The cancel reason a message or signal carries (None for other messages)."""
+        if message == "EOF":
+            return WATCHER_GONE if self.job.watched else None
+        if message.startswith("cancel "):
+            return message[len("cancel ") :]
+        if message in ("SIGTERM", "kill", "SIGUSR1"):
+            request = self._cancel_request()
+            return request[0] if request else f"cancelled: supervisor received {message}"
+        return None
+
+    def _begin_stop(self, reason: str | None, grace: float | None = None) -> None:
+        if self.stop is not None:
+            return
+        from btmanager.execution.proctree import TreeStop
+
+        assert self.script is not None
+        self.stop_reason = reason
+        grace = self.run.grace_seconds if grace is None else grace
+        self.stop = TreeStop(self.script.identity, self.run.run_id, grace, adopted=True)
+        self.stop.begin()
+
+    def _handle(self, messages: list[str]) -> None:
+        for message in messages:
+            if message in ("kill", "SIGUSR1"):
+                if self.stop is None:
+                    self._begin_stop(self._message_reason(message), 0.0)
+                assert self.stop is not None
+                self.stop.force()
+                continue
+            reason = self._message_reason(message)
+            if reason is None:
+                continue
+            grace = None
+            if message == "SIGTERM":
+                request = self._cancel_request()
+                grace = request[1] if request else None
+            self._begin_stop(reason, grace)
+
+    def _watch(self, script: ScriptProcess) -> Outcome:
+        begin = time.monotonic()
+        timeout = self.run.timeout_seconds
+        next_registry = begin + REGISTRY_POLL
+        next_folder = begin + FOLDER_POLL
+        next_sample = begin + SAMPLE_AFTER
+        next_count = begin + COUNT_EVERY
+        outcome: Outcome | None = None
+        leftovers_checked = False
+        while True:
+            outcome = script.poll()
+            now = time.monotonic()
+            if outcome is not None and self.stop is None and not leftovers_checked:
+                leftovers_checked = True
+                # The record is written as soon as the script ends, before its leftovers are
+                # ended (that may take the grace period), so nothing is lost if we die now.
+                exitrecord.write(self.run_dir, self._record(outcome))
+                if self.backend.leftovers_exist(script.identity, self.run.run_id):
+                    # What the script left running is still the run's: it ends with the run.
+                    self._begin_stop(None)
+            if self.stop is not None:
+                if self.stop.step() and outcome is not None:
+                    return outcome
+            elif outcome is not None:
+                return outcome
+            if outcome is None and self.stop is None:
+                if timeout is not None and now - begin >= timeout:
+                    self.timed_out = timeout
+                    self._begin_stop(None)
+                elif now >= next_registry:
+                    next_registry = now + REGISTRY_POLL
+                    request = self._cancel_request()
+                    if request is not None:
+                        self._begin_stop(request[0], request[1])
+                if self.stop is None and now >= next_folder:
+                    next_folder = now + FOLDER_POLL
+                    if not self.run_dir.is_dir():
+                        self.folder_lost = True
+                        self._begin_stop(None)
+            if outcome is None and now >= next_sample:
+                next_sample = now + SAMPLE_EVERY
+                script.sample()
+            if now >= next_count:
+                next_count = now + COUNT_EVERY
+                self._count_log()
+            self._handle(self.events.wait(TICK if outcome is None else 0.05))
+
+    def _count_log(self) -> None:
+        for _ in self.log.read_new(4 << 20):
+            pass
+
+    def _record(self, outcome: Outcome) -> ExitRecord:
+        self._count_log()
+        return ExitRecord(
+            exit_code=outcome.exit_code,
+            ended_at=self.clock.now_iso(),
+            peak_memory_bytes=outcome.peak_memory_bytes,
+            cpu_seconds=outcome.cpu_seconds,
+            timed_out=self.timed_out,
+            cancelled=self.stop_reason,
+            folder_lost=self.folder_lost or not self.run_dir.is_dir(),
+            log_size=self.log.offset,
+            log_lines=self.log.lines,
+        )
+
+    def _finish(self, record: ExitRecord) -> int:
+        from btmanager.runs.settle import report_for
+
+        exitrecord.write(self.run_dir, record)
+        run = self.run
+        states = self._states()
+        if states is not None:
+            try:
+                run = states.registry.get(run.run_id)  # a cancel may have come in meanwhile
+            except BtError:
+                pass
+        report = report_for(run, record)
+        deadline = time.monotonic() + RECORD_PATIENCE
+        while True:
+            states = self._states()
+            if states is not None:
+                try:
+                    states.end(self.run.run_id, record, report)
+                    break
+                except BtError:
+                    pass
+            if time.monotonic() >= deadline:
+                break  # the exit record keeps the end; the next `bt` command settles it
+            time.sleep(RECORD_RETRY)
+            if self.registry is not None:
+                self.registry.close()
+                self.registry = None
+        if self.registry is not None:
+            self.registry.close()
+        return 0
+
+
+def supervisor_main(job: SupervisorJob, backend: Backend) -> Any:
+    """The body a backend runs in the supervisor process."""
+
+    def main(events: Events) -> int:
+        return Supervisor(job, backend, events).main()
+
+    return main
+
+
+def start_supervisor(job: SupervisorJob, backend: Backend) -> Any:
+    """Start the run's supervisor process; its handle (see execution.base.SupervisorHandle)."""
+    log = Path(job.run.output_dir) / exitrecord.STATE_DIR / "supervisor.log"
+    try:
+        log.parent.mkdir(mode=0o700, exist_ok=True)
+    except OSError:
+        pass
+    return backend.launch_supervisor(supervisor_main(job, backend), job.watched, log)
