@@ -228,8 +228,8 @@ def decide_status(
 
 def validate_run_folder(run: Run) -> dict[str, Any]:
     """Validate a run's folder with the rules recorded at submission."""
-    from btmanager.rules import Rules
-    from btmanager.validate import validate_dir
+    from btmanager.validation.engine import validate_dir
+    from btmanager.validation.rules import Rules
 
     rules = Rules.from_dict(run.rules) if run.rules is not None else None
     try:

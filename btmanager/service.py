@@ -24,7 +24,7 @@ if TYPE_CHECKING:
     from btmanager.execution import Backend
     from btmanager.results import ResultFile
     from btmanager.runner import RunObserver, RunRequest, StopRequest
-    from btmanager.validate import Report
+    from btmanager.validation.report import Report
     from btmanager.worker import Worker
 
 _WAIT_POLL = 0.2
@@ -332,9 +332,9 @@ class Service:
     def validate(self, target: str, rules_file: Path | None, cwd: Path) -> ValidationOutcome:
         """Validate a directory, or a run (storing the result; its status may follow)."""
         from btmanager.execution import Outcome
-        from btmanager.rules import Rules, load_rules
         from btmanager.runner import decide_status
-        from btmanager.validate import validate_dir
+        from btmanager.validation.engine import validate_dir
+        from btmanager.validation.rules import Rules, load_rules
 
         rules = load_rules(rules_file, cwd)
         folder = Path(target)
