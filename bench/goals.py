@@ -267,14 +267,14 @@ def goal_1(ctx: Context) -> list[Row]:
 
 
 def validation_available(ctx: Context) -> bool:
-    return ctx.python_can_import("btmanager.validate, btmanager.rules")
+    return ctx.python_can_import("btmanager.validation.engine, btmanager.validation.rules")
 
 
 def goal_2(ctx: Context) -> list[Row]:
     what = "foreground `bt run` (small valid outputs, validated): added time"
     base_what = "script run directly; added time vs " + BASELINE
     if not validation_available(ctx):
-        return [skipped_row("2", what, base_what, "<= 1.5x", "btmanager.validate is missing")]
+        return [skipped_row("2", what, base_what, "<= 1.5x", "btmanager.validation is missing")]
     ctx.log("goal 2: foreground bt run overhead")
     results = ctx.folder("g2/results")
     work = ctx.folder("g2/work")
@@ -582,10 +582,10 @@ def goal_6(ctx: Context) -> list[Row]:
     if not validation_available(ctx):
         return [
             skipped_row(
-                "6", what + ": throughput", base_what, ">= 0.5x", "btmanager.validate is missing"
+                "6", what + ": throughput", base_what, ">= 0.5x", "btmanager.validation is missing"
             ),
             skipped_row(
-                "6", what + ": peak RSS", "-", "<= 400 MB", "btmanager.validate is missing"
+                "6", what + ": peak RSS", "-", "<= 400 MB", "btmanager.validation is missing"
             ),
         ]
     has_polars = ctx.python_can_import("polars")

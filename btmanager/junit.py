@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from btmanager.errors import StorageError
-from btmanager.validate import Report
+from btmanager.validation.report import Report
 
 
 def write_junit(report: Report, path: Path, suite_name: str) -> None:

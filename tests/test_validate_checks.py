@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from btmanager.errors import NotFoundError
-from btmanager.validate import Report, validate_dir
+from btmanager.validation.engine import validate_dir
+from btmanager.validation.report import Report
 from tests.validation_fixtures import (
     csv_text,
     pnl_rows,

@@ -14,9 +14,9 @@ from typing import Any
 
 import pytest
 
-from btmanager.csvchecks import PnlCheck, TradesCheck, scan_table
-from btmanager.rules import Rules
-from btmanager.validate import validate_dir
+from btmanager.validation.engine import validate_dir
+from btmanager.validation.readers.table import PnlCheck, TradesCheck, scan_table
+from btmanager.validation.rules import Rules
 from tests.validation_fixtures import csv_text, pnl_rows, trade_rows, write_csv, write_valid_run
 
 ENGINES = ["arrow", "pandas"]
@@ -190,7 +190,7 @@ def test_env_sets_the_fast_threshold(tmp_path: Path, monkeypatch: pytest.MonkeyP
 def test_small_folder_imports_neither_pandas_nor_pyarrow(tmp_path: Path) -> None:
     run = write_valid_run(tmp_path / "run")
     code = (
-        "import sys; from pathlib import Path; from btmanager.validate import validate_dir;"
+        "import sys; from pathlib import Path; from btmanager.validation.engine import validate_dir;"
         f"r = validate_dir(Path({str(run)!r})); assert r.valid, r.errors;"
         "print(sorted(m for m in ('pandas', 'pyarrow', 'numpy') if m in sys.modules))"
     )

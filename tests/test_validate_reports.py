@@ -11,9 +11,10 @@ from rich.console import Console
 
 from btmanager.errors import StorageError
 from btmanager.junit import write_junit
-from btmanager.logscan import scan_log
 from btmanager.render.validation import render_report
-from btmanager.validate import Report, validate_dir
+from btmanager.validation.checks.execution_log import scan_log
+from btmanager.validation.engine import validate_dir
+from btmanager.validation.report import Report
 from tests.validation_fixtures import write_valid_run
 
 

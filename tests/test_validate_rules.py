@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from btmanager.errors import RulesError
-from btmanager.rules import Rules, load_rules
-from btmanager.validate import validate_dir
+from btmanager.validation.engine import validate_dir
+from btmanager.validation.rules import Rules, load_rules
 from tests.validation_fixtures import pnl_rows, summary_rows, weekdays, write_csv, write_valid_run
 
 
@@ -261,9 +261,9 @@ def test_intraday_rows_group_by_session_day(tmp_path: Path, run: Path) -> None:
 
 
 def test_the_documented_example_parses(tmp_path: Path) -> None:
-    import btmanager.rules
+    import btmanager.validation.rules
 
-    doc = btmanager.rules.__doc__ or ""
+    doc = btmanager.validation.rules.__doc__ or ""
     example = doc.split("```toml\n", 1)[1].split("```", 1)[0]
     rules = rules_from(tmp_path, example)
     assert rules.calendar == "XNYS"

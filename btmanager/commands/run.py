@@ -22,7 +22,7 @@ if TYPE_CHECKING:
 
 def load_rules_dict(rules_file: Path | None) -> dict[str, object] | None:
     """--rules FILE, else ./bt.toml if present; parsed now so the run keeps these rules."""
-    from btmanager.rules import load_rules
+    from btmanager.validation.rules import load_rules
 
     rules = load_rules(rules_file, Path.cwd())
     return rules.to_dict() if rules is not None else None

@@ -21,7 +21,7 @@ from btmanager.render.text import (
     report_rows,
     report_verdict,
 )
-from btmanager.validate import Report
+from btmanager.validation.report import Report
 
 
 def render_report(report: Report, console: Console, title: str | None = None) -> None:

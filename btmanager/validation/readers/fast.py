@@ -4,8 +4,9 @@ A fast scan only *confirms* that a big file is clean. It hands numpy chunks of t
 columns to a consumer and gives up (raises GiveUp) on anything whose message needs the stdlib
 reader's exact diagnostics: a null or a value that does not convert, a non-finite number, a
 ragged row, non-UTF-8 or NUL bytes, a header it reads differently. The caller then re-reads the
-file with csvscan.CsvReader, so both ways give identical messages. What the fast scan accepts
-is a subset of what csvscan accepts, with the same values (see tests/test_validate_fast.py).
+file with the stdlib reader (readers.stdlib.CsvReader), so both ways give identical messages.
+What the fast scan accepts is a subset of what the stdlib reader accepts, with the same values
+(see tests/test_validate_fast.py).
 
 pyarrow and pandas are imported here, lazily: small folders never pay for them.
 """
@@ -21,7 +22,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from btmanager.csvscan import NULL_TOKENS
+from btmanager.validation.readers.stdlib import NULL_TOKENS
 
 if TYPE_CHECKING:
     import numpy.typing as npt
@@ -37,7 +38,7 @@ _MAX_LINE = 16 << 20  # longer lines: let the stdlib reader judge
 
 
 class GiveUp(Exception):
-    """The fast scan cannot vouch for the file; read it with csvscan instead."""
+    """The fast scan cannot vouch for the file; read it with the stdlib reader instead."""
 
 
 @dataclass
@@ -262,7 +263,7 @@ def _pandas_chunks(
                         raise GiveUp("null or non-finite numbers")
                     columns[name] = values
                     continue
-                # pandas' own ISO parser accepts more than csvscan; Python's decides instead.
+                # pandas' own ISO parser accepts more than the stdlib reader's; Python's decides.
                 parsed = list(map(datetime.fromisoformat, series.to_numpy(dtype=object)))
                 index = pd.DatetimeIndex(parsed)
                 if index.tz is not None:

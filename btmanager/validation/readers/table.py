@@ -14,8 +14,14 @@ from datetime import date, datetime
 from pathlib import Path
 from typing import Any, ClassVar, Protocol, TypeVar
 
-from btmanager.csvfast import Columns, GiveUp, Kind, one_line_records, scan_columns
-from btmanager.csvscan import (
+from btmanager.validation.readers.fast import (
+    Columns,
+    GiveUp,
+    Kind,
+    one_line_records,
+    scan_columns,
+)
+from btmanager.validation.readers.stdlib import (
     CsvReader,
     Positions,
     Ragged,

@@ -66,8 +66,8 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path, PurePosixPath
 from typing import Any, Literal, cast
 
-from btmanager import calendars
 from btmanager.errors import RulesError
+from btmanager.validation import calendars
 
 Level = Literal["required", "recommended", "optional"]
 Severity = Literal["warning", "error"]

@@ -1,4 +1,4 @@
-"""Validation of a run folder: the contract's checklist plus the rules of a rules file.
+"""Validation of a run folder: the built-in checks plus those a rules file asks for.
 
 `validate_dir` checks each file the rules name (trades.csv, summary.csv, pnl.csv,
 metadata.json, execution.log and any a rules file adds), then the totals across files. Every
@@ -6,7 +6,7 @@ message starts with the file it concerns and says where: file line numbers (head
 or dates, the first few and a count. Nothing is printed; a missing folder is NotFoundError.
 
 Small CSV files are read with the stdlib csv module only, so validating a small folder imports
-neither pandas nor pyarrow; big ones get a fast scan first (see csvfast).
+neither pandas nor pyarrow; big ones get a fast scan first (see readers.fast).
 """
 
 from __future__ import annotations
@@ -16,17 +16,24 @@ import math
 import os
 import stat
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
 from typing import Any
 
-from btmanager import calendars
-from btmanager.csvchecks import C, PnlCheck, SummaryCheck, TableScan, TradesCheck, scan_table
-from btmanager.csvscan import SHOWN, Positions, plural, shorten
 from btmanager.errors import NotFoundError
-from btmanager.logscan import scan_log
-from btmanager.rules import LOG, METADATA, PNL, SUMMARY, TRADES, Level, Rules, Severity
+from btmanager.validation import calendars
+from btmanager.validation.checks.execution_log import scan_log
+from btmanager.validation.readers.stdlib import SHOWN, Positions, plural, shorten
+from btmanager.validation.readers.table import (
+    C,
+    PnlCheck,
+    SummaryCheck,
+    TableScan,
+    TradesCheck,
+    scan_table,
+)
+from btmanager.validation.report import FileCheck, Report
+from btmanager.validation.rules import LOG, METADATA, PNL, SUMMARY, TRADES, Level, Rules, Severity
 
 FAST_BYTES_ENV = "BT_VALIDATE_FAST_BYTES"  # CSV files this big or bigger get a fast scan
 DEFAULT_FAST_BYTES = 16 << 20
@@ -39,65 +46,6 @@ WIN_RATE_TOL = 0.0051  # a fraction rounded to 2 decimals (0.53) is off by up to
 PARAM_KEYS = ("params", "parameters")
 TIMESTAMP_KEYS = ("timestamp", "created_at", "executed_at", "start_time")
 TIME_HINT = "ISO 8601, e.g. 2024-01-31 or 2024-01-31 09:30:00"
-
-
-@dataclass
-class Report:
-    """The outcome of validating one folder; `to_dict()` is the contract's JSON shape."""
-
-    valid: bool
-    errors: list[str]
-    warnings: list[str]
-    file_checks: dict[str, dict[str, Any]]
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "valid": self.valid,
-            "errors": list(self.errors),
-            "warnings": list(self.warnings),
-            "file_checks": {name: dict(check) for name, check in self.file_checks.items()},
-        }
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> Report:
-        """A report back from `to_dict()` output (e.g. as stored with a run)."""
-        return cls(
-            valid=bool(data.get("valid")),
-            errors=list(data.get("errors", [])),
-            warnings=list(data.get("warnings", [])),
-            file_checks={k: dict(v) for k, v in dict(data.get("file_checks", {})).items()},
-        )
-
-
-@dataclass
-class FileCheck:
-    name: str
-    exists: bool = False
-    size: int | None = None
-    errors: list[str] = field(default_factory=list)
-    warnings: list[str] = field(default_factory=list)
-    row_count: int | None = None
-    columns: list[str] | None = None
-
-    def add(self, severity: Severity, text: str) -> None:
-        target = self.errors if severity == "error" else self.warnings
-        target.append(f"{self.name}: {text}")
-
-    def error(self, text: str) -> None:
-        self.add("error", text)
-
-    def warn(self, text: str) -> None:
-        self.add("warning", text)
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "exists": self.exists,
-            "size": self.size,
-            "errors": self.errors,
-            "warnings": self.warnings,
-            "row_count": self.row_count,
-            "columns": self.columns,
-        }
 
 
 def validate_dir(

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from pathlib import Path
 
-from btmanager.csvscan import Positions
+from btmanager.validation.readers.stdlib import Positions
 
 LOG_CHUNK = 8 << 20
 
