@@ -9,6 +9,8 @@ from pathlib import Path, PurePosixPath
 
 from btmanager.errors import NotFoundError, UsageError
 
+STATE_DIR = ".bt"  # bt's own files in a run folder (see btmanager.runs.exitrecord)
+
 
 @dataclass(frozen=True)
 class ResultFile:
@@ -31,6 +33,8 @@ def list_files(folder: Path) -> list[ResultFile]:
     root = folder.resolve()
     found: list[ResultFile] = []
     for directory, subdirs, files in os.walk(folder):
+        if Path(directory) == folder and STATE_DIR in subdirs:
+            subdirs.remove(STATE_DIR)  # bt's own bookkeeping, not a result
         subdirs.sort()
         for filename in files:
             path = Path(directory) / filename

@@ -373,7 +373,6 @@ class Service:
         from btmanager.logs import count_lines, tail_lines
 
         run = self._find(ref)
-        registry = self.registry
         path = self._log_path(run)
         if not path.exists():
             self._check_folder(run)
@@ -385,9 +384,9 @@ class Service:
             raise NotFoundError(f"Cannot read {path}: {exc.strerror or exc}") from None
         if reader.offset != run.log_size:
             try:
-                registry.set_log_cache(run.run_id, reader.offset, reader.lines)
-            except Exception:
-                pass
+                self._writable_registry().set_log_cache(run.run_id, reader.offset, reader.lines)
+            except (BtError, OSError):
+                pass  # only a cache: a read-only or full registry just recounts next time
         return LogTail(run.run_id, tail, reader.lines)
 
     def follow(self, ref: str, lines: int) -> Iterator[str]:

@@ -37,4 +37,3 @@ class Settings:
 
     def run_dir(self, run_id: str) -> Path:
         return self.results_dir / f"run_{run_id}"
-

@@ -211,7 +211,7 @@ def test_a_stale_script_pid_never_reaches_another_process_group(tmp_path: Path) 
     """A run's recorded script pid may name another process by now (pid reuse): ending that
     run must not signal the process group that now carries that number."""
     from btmanager.execution import proctree
-    from btmanager.store import ProcessIdentity
+    from btmanager.registry.model import ProcessIdentity
 
     stranger = subprocess.Popen(
         [sys.executable, "-c", "import time; time.sleep(60)"], start_new_session=True

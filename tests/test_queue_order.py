@@ -120,7 +120,7 @@ def test_foreground_worker_drains_the_queue_and_exits_when_idle(lab: QueueLab) -
     assert "supervisor" in rows[blocker]["error_message"]
     assert [rows[run_id]["status"] for run_id in ids] == ["completed"] * len(ids)
     # The foreground worker ran them all (no drain worker was started), two at a time.
-    assert {lab.run_json(run_id)["supervisor_pid"] for run_id in ids} == {worker.pid}
+    assert {lab.run_json(run_id)["worker_pid"] for run_id in ids} == {worker.pid}
     assert_each_started_once(lab.timeline, names)
     assert max_overlap(lab.timeline) == 2
 

@@ -4,43 +4,45 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pytest
-
-from btmanager.execution import LaunchSpec, LocalBackend
-from btmanager.execution.local import LocalProcess
-from btmanager.runner import RunRequest, create_run
+from btmanager.execution.base import LaunchSpec
+from btmanager.execution.local import LocalBackend, LocalScript
+from btmanager.registry.db import Registry
+from btmanager.runs.create import RunRequest, create_run
+from btmanager.runs.queue import Worker
+from btmanager.runs.state import RunStates
 from btmanager.settings import Settings
-from btmanager.store import Registry
-from btmanager.worker import Worker
 from tests.helpers import write_script
 
 
 class ExplodingBackend(LocalBackend):
-    """Starts nothing: the first start raises an unexpected error (a bug, not an OSError)."""
+    """A bug in starting one script (an unexpected error, not an OSError)."""
 
-    def __init__(self) -> None:
-        self.calls = 0
-
-    def start(self, spec: LaunchSpec) -> LocalProcess:
-        self.calls += 1
-        if self.calls == 1:
+    def start_script(self, spec: LaunchSpec) -> LocalScript:
+        if "explode" in " ".join(spec.argv):
             raise RuntimeError("boom")
-        return super().start(spec)
+        return super().start_script(spec)
 
 
-def test_internal_error_fails_the_run_and_the_worker_goes_on(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
+def test_internal_error_fails_the_run_and_the_worker_goes_on(tmp_path: Path) -> None:
     results = tmp_path / "results"
-    settings = Settings(results_dir=results, db_path=results / "bt.sqlite3", max_parallel=1)
+    settings = Settings(results_dir=results, db_path=results / "bt.sqlite3")
     script = write_script(tmp_path, "ok.py", "print('fine')\n")
+    events: list[str] = []
     with Registry(settings.db_path) as registry:
+        states = RunStates(registry)
+        states.set_limit(1)
+        broken_request = RunRequest(
+            script=str(script), cwd=tmp_path, validate=False, params={"mode": "explode"}
+        )
+        first = create_run(settings, states, broken_request, detached=True)
         request = RunRequest(script=str(script), cwd=tmp_path, validate=False)
-        first = create_run(settings, registry, request, detached=True)
-        second = create_run(settings, registry, request, detached=True)
-        Worker(settings, ExplodingBackend(), 1, 1, None, drain=True).run()
+        second = create_run(settings, states, request, detached=True)
+    Worker(settings, ExplodingBackend(), None, drain=True, on_event=events.append).run()
+    with Registry(settings.db_path) as registry:
         broken, fine = registry.get(first.run_id), registry.get(second.run_id)
-    assert broken.status == "failed"
+    assert broken.status == "failed" and broken.failure_kind == "supervisor_lost"
     assert broken.error_message is not None and "RuntimeError: boom" in broken.error_message
     assert fine.status == "completed"
-    assert "RuntimeError: boom" in capsys.readouterr().err  # the traceback goes to the worker log
+    log = Path(first.output_dir) / ".bt" / "supervisor.log"
+    assert "RuntimeError: boom" in log.read_text()  # the traceback is kept with the run
+    assert any(event.startswith(f"finished {second.run_id} completed") for event in events)

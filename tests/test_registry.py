@@ -9,8 +9,22 @@ from pathlib import Path
 import pytest
 
 from btmanager.errors import AmbiguousRunError, NotFoundError, RegistryError
-from btmanager.migrations import LATEST_VERSION, MIGRATIONS, migrate
-from btmanager.store import ProcessIdentity, Registry, connect
+from btmanager.registry.db import Registry, connect
+from btmanager.registry.migrations import LATEST_VERSION, MIGRATIONS, migrate
+from btmanager.registry.model import ProcessIdentity
+from btmanager.runs.exitrecord import ExitRecord
+from btmanager.runs.state import RunStates
+
+
+def insert(registry: Registry, row: dict[str, object]) -> None:
+    with registry.write() as db:
+        registry.insert_in(db, row)
+
+
+def states(registry: Registry, limit: int = 10) -> RunStates:
+    runs = RunStates(registry, write_files=False)
+    runs.set_limit(limit)
+    return runs
 
 
 def _row(run_id: str, status: str = "queued", **extra: object) -> dict[str, object]:
@@ -71,9 +85,9 @@ def test_corrupt_registry_is_a_registry_error(tmp_path: Path) -> None:
 
 def test_prefix_resolution(tmp_path: Path) -> None:
     with Registry(tmp_path / "bt.sqlite3") as registry:
-        registry.insert(_row("20260101_000000_aaaa0001"))
-        registry.insert(_row("20260101_000000_aaaa0002"))
-        registry.insert(_row("20260102_000000_bbbb0001"))
+        insert(registry, _row("20260101_000000_aaaa0001"))
+        insert(registry, _row("20260101_000000_aaaa0002"))
+        insert(registry, _row("20260102_000000_bbbb0001"))
         assert registry.resolve("20260102").run_id == "20260102_000000_bbbb0001"
         assert registry.resolve("latest").run_id == "20260102_000000_bbbb0001"
         assert registry.resolve("20260101_000000_aaaa0001").run_id.endswith("0001")
@@ -87,30 +101,35 @@ def test_prefix_resolution(tmp_path: Path) -> None:
 
 def test_guarded_transitions_have_one_winner(tmp_path: Path) -> None:
     with Registry(tmp_path / "bt.sqlite3") as registry:
-        registry.insert(_row("r1", status="running"))
-        assert registry.finish("r1", "completed", None, {"exit_code": 0})
-        assert not registry.finish("r1", "failed", "late")
+        runs = states(registry)
+        ended = ExitRecord(0, "2026-01-01T00:00:01.000+00:00")
+        insert(registry, _row("r1", status="running"))
+        assert runs.end("r1", ended, None) is not None
+        assert runs.end("r1", ExitRecord(1, "2026-01-01T00:00:02.000+00:00"), None) is None
         assert registry.get("r1").status == "completed"
-        registry.insert(_row("r2", status="running"))
-        assert registry.request_cancel("r2")
-        assert registry.finish("r2", "completed", None)
+        insert(registry, _row("r2", status="running"))
+        assert runs.request_cancel("r2", "cancelled by user") is not None
+        assert runs.end("r2", ended, None) is not None
         assert registry.get("r2").status == "cancelled"  # a cancel request wins
-        registry.insert(_row("r3"))
-        assert registry.cancel_queued("r3")
-        assert not registry.cancel_queued("r3")
+        assert registry.get("r2").exit_code == 0  # and the script's own exit code is kept
+        insert(registry, _row("r3"))
+        assert runs.cancel_queued("r3") is not None
+        assert runs.cancel_queued("r3") is None
 
 
 def test_concurrent_claims_respect_the_limit(tmp_path: Path) -> None:
     path = tmp_path / "bt.sqlite3"
     with Registry(path) as registry:
+        states(registry, limit=3)
         for n in range(40):
-            registry.insert(_row(f"r{n:02d}"))
+            insert(registry, _row(f"r{n:02d}"))
     claimed: list[str] = []
     lock = threading.Lock()
 
     def claimer() -> None:
         with Registry(path) as mine:
-            while (run := mine.claim_next(3, ProcessIdentity(1, 1.0))) is not None:
+            runs = RunStates(mine, write_files=False)
+            while (run := runs.claim(ProcessIdentity(1, 1.0))) is not None:
                 with lock:
                     claimed.append(run.run_id)
 
@@ -124,19 +143,20 @@ def test_concurrent_claims_respect_the_limit(tmp_path: Path) -> None:
 
 def test_priority_then_submission_order(tmp_path: Path) -> None:
     with Registry(tmp_path / "bt.sqlite3") as registry:
-        registry.insert(_row("a"))
-        registry.insert(_row("b", priority=5))
-        registry.insert(_row("c"))
-        registry.insert(_row("d", priority=5))
+        insert(registry, _row("a"))
+        insert(registry, _row("b", priority=5))
+        insert(registry, _row("c"))
+        insert(registry, _row("d", priority=5))
         me = ProcessIdentity(1, 1.0)
-        order = [registry.claim_next(10, me).run_id for _ in range(4)]  # type: ignore[union-attr]
+        runs = states(registry)
+        order = [runs.claim(me).run_id for _ in range(4)]  # type: ignore[union-attr]
     assert order == ["b", "d", "a", "c"]
 
 
 def test_list_total_ignores_limit_and_filters(tmp_path: Path) -> None:
     with Registry(tmp_path / "bt.sqlite3") as registry:
         for n in range(7):
-            registry.insert(_row(f"r{n}", script_path=f"/p/s{n % 2}.py"))
+            insert(registry, _row(f"r{n}", script_path=f"/p/s{n % 2}.py"))
         total, runs = registry.list_runs(limit=2)
         assert total == 7 and [r.run_id for r in runs] == ["r6", "r5"]
         total, runs = registry.list_runs(script="s1.py", limit=50)

@@ -249,6 +249,10 @@ def _become_supervisor(log_path: Path | None) -> None:
             target = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
     os.dup2(target, 1)
     os.dup2(target, 2)
+    # Python-level streams too: the forking process may have replaced them (a Rich console,
+    # a test's capture), and what a supervisor says belongs in its log.
+    sys.stdout = open(1, "w", closefd=False, buffering=1)  # noqa: SIM115 - process lifetime
+    sys.stderr = open(2, "w", closefd=False, buffering=1)  # noqa: SIM115
     for sig in (signal.SIGINT, signal.SIGHUP, signal.SIGQUIT, signal.SIGTSTP):
         signal.signal(sig, signal.SIG_IGN)
     if sys.platform.startswith("linux"):
@@ -283,6 +287,9 @@ class LocalBackend:
                     traceback.print_exc()
                     sys.stderr.flush()
             finally:
+                with contextlib.suppress(BaseException):
+                    sys.stdout.flush()
+                    sys.stderr.flush()
                 os._exit(code)
         os.close(done_w)
         if control_r is not None:

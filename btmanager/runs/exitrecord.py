@@ -31,6 +31,7 @@ class ExitRecord:
     cancelled: str | None = None  # the cancel reason, when a cancel ended the run
     launch_error: str | None = None  # the script could not be started
     folder_lost: bool = False  # the run folder vanished while the script ran
+    internal_error: str | None = None  # a bug in bt's supervisor ended the run
     log_size: int | None = None
     log_lines: int | None = None
 

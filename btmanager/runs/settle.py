@@ -38,6 +38,7 @@ def report_for(run: Run, record: ExitRecord) -> dict[str, Any] | None:
         or run.cancel_requested
         or record.cancelled is not None
         or record.launch_error is not None
+        or record.internal_error is not None
         or record.folder_lost
     ):
         return None

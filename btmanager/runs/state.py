@@ -52,11 +52,16 @@ def decide(run: Run, record: ExitRecord, report: Mapping[str, Any] | None) -> De
         # The first cancel request's reason is the run's message (stored with the request).
         reason = (run.error_message if run.cancel_requested else None) or record.cancelled
         return Decision(Status.CANCELLED, FailureKind.CANCELLED, reason or "cancelled by user")
+    if record.internal_error is not None:
+        message = f"internal error while supervising the run: {record.internal_error}"
+        return Decision(Status.FAILED, FailureKind.SUPERVISOR_LOST, message)
     if record.launch_error is not None:
         message = f"could not start the script: {record.launch_error}"
         return Decision(Status.FAILED, FailureKind.LAUNCH, message)
     if record.timed_out is not None:
-        return Decision(Status.FAILED, FailureKind.TIMEOUT, f"timed out after {record.timed_out:g} s")
+        return Decision(
+            Status.FAILED, FailureKind.TIMEOUT, f"timed out after {record.timed_out:g} s"
+        )
     if record.folder_lost:
         message = "run folder disappeared while the script ran"
         return Decision(Status.FAILED, FailureKind.FOLDER_LOST, message)
@@ -148,7 +153,10 @@ class RunStates:
             self.registry.update_in(
                 db,
                 run_id,
-                {"supervisor_pid": supervisor.pid, "supervisor_create_time": supervisor.create_time},
+                {
+                    "supervisor_pid": supervisor.pid,
+                    "supervisor_create_time": supervisor.create_time,
+                },
                 (Status.RUNNING,),
             )
         return self.registry.get(run_id)
@@ -199,9 +207,7 @@ class RunStates:
 
     # --- the end -----------------------------------------------------------------------------
 
-    def end(
-        self, run_id: str, record: ExitRecord, report: Mapping[str, Any] | None
-    ) -> Run | None:
+    def end(self, run_id: str, record: ExitRecord, report: Mapping[str, Any] | None) -> Run | None:
         """A running run's script ended as `record` says: make the run final.
 
         Returns the final run, or None if it was already final (someone else settled it).
@@ -213,7 +219,9 @@ class RunStates:
             decision = decide(run, record, report)
             values: dict[str, Any] = {
                 "status": str(decision.status),
-                "failure_kind": None if decision.failure_kind is None else str(decision.failure_kind),
+                "failure_kind": None
+                if decision.failure_kind is None
+                else str(decision.failure_kind),
                 "error_message": decision.message,
                 "exit_code": record.exit_code,
                 "completed_at": record.ended_at,

@@ -114,6 +114,21 @@ class Supervisor:
     # --- life --------------------------------------------------------------------------------
 
     def main(self) -> int:
+        try:
+            return self._main()
+        except Exception as exc:
+            # A bug must not leave the run `running` nor its tree behind: say so and end it.
+            import traceback
+
+            traceback.print_exc()  # into the run's .bt/supervisor.log
+            error = f"{type(exc).__name__}: {exc}"
+            if self.script is not None:
+                self.backend.terminate(self.script.identity, self.run.run_id, 0.0)
+            return self._finish(
+                ExitRecord(None, self.clock.now_iso(), internal_error=error, cancelled=None)
+            )
+
+    def _main(self) -> int:
         me = self.backend.current()
         self._try("supervised", self.run.run_id, me)
         exitrecord.reserve(self.run_dir)

@@ -85,9 +85,7 @@ class _Guarded:
             self.observer = None
 
 
-def watch(
-    run: Run, supervisor: SupervisorHandle, observer: RunObserver, stop: StopRequest
-) -> None:
+def watch(run: Run, supervisor: SupervisorHandle, observer: RunObserver, stop: StopRequest) -> None:
     """Mirror the run's log until its supervisor exits, relaying stop requests to it."""
     import time
 
