@@ -47,6 +47,20 @@ class ScriptProcess(Protocol):
         ...
 
 
+class TreeStopper(Protocol):
+    """Ends a run's process tree without blocking: one SIGTERM each, SIGKILL after the grace."""
+
+    def begin(self) -> None: ...
+
+    def force(self) -> None:
+        """Skip the rest of the grace."""
+        ...
+
+    def step(self) -> bool:
+        """Make progress; True once no process of the tree is left."""
+        ...
+
+
 class Events(Protocol):
     """What a supervisor waits on: child exits, signals sent to it, its watcher's messages."""
 
@@ -108,6 +122,10 @@ class Backend(Protocol):
         ...
 
     def leftovers_exist(self, root: ProcessIdentity, run_id: str) -> bool: ...
+
+    def stopper(self, root: ProcessIdentity, run_id: str, grace: float) -> TreeStopper:
+        """From inside a supervisor: a stopper for the tree of its script."""
+        ...
 
     def current(self) -> ProcessIdentity:
         """The identity of the calling process."""

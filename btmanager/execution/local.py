@@ -321,5 +321,8 @@ class LocalBackend:
     def leftovers_exist(self, root: ProcessIdentity, run_id: str) -> bool:
         return proctree.leftovers_exist(root, run_id)
 
+    def stopper(self, root: ProcessIdentity, run_id: str, grace: float) -> proctree.TreeStop:
+        return proctree.TreeStop(root, run_id, grace, adopted=True)
+
     def current(self) -> ProcessIdentity:
         return proctree.current_identity()

@@ -11,6 +11,7 @@ without changing the run's outcome.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -27,8 +28,7 @@ from btmanager.timeutil import SYSTEM_CLOCK, Clock
 
 if TYPE_CHECKING:
     from btmanager.execution import Backend, Outcome, ScriptProcess
-    from btmanager.execution.base import Events
-    from btmanager.execution.proctree import TreeStop
+    from btmanager.execution.base import Events, TreeStopper
 
 TICK = 0.1  # the longest the supervisor sleeps; a child's exit or a message wakes it at once
 REGISTRY_POLL = 1.0  # how often it looks for a `bt cancel` whose signal it may have missed
@@ -66,13 +66,19 @@ def validate_run_folder(run: Run) -> dict[str, Any]:
 
 class Supervisor:
     def __init__(
-        self, job: SupervisorJob, backend: Backend, events: Events, clock: Clock = SYSTEM_CLOCK
+        self,
+        job: SupervisorJob,
+        backend: Backend,
+        events: Events,
+        clock: Clock = SYSTEM_CLOCK,
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self.job, self.backend, self.events, self.clock = job, backend, events, clock
+        self.monotonic = monotonic
         self.run = job.run
         self.run_dir = Path(job.run.output_dir)
         self.registry: Registry | None = None
-        self.stop: TreeStop | None = None
+        self.stop: TreeStopper | None = None
         self.stop_reason: str | None = None  # a cancel (None for a time-out or lost folder)
         self.timed_out: float | None = None
         self.folder_lost = False
@@ -168,12 +174,10 @@ class Supervisor:
     def _begin_stop(self, reason: str | None, grace: float | None = None) -> None:
         if self.stop is not None:
             return
-        from btmanager.execution.proctree import TreeStop
-
         assert self.script is not None
         self.stop_reason = reason
         grace = self.run.grace_seconds if grace is None else grace
-        self.stop = TreeStop(self.script.identity, self.run.run_id, grace, adopted=True)
+        self.stop = self.backend.stopper(self.script.identity, self.run.run_id, grace)
         self.stop.begin()
 
     def _handle(self, messages: list[str]) -> None:
@@ -194,7 +198,7 @@ class Supervisor:
             self._begin_stop(reason, grace)
 
     def _watch(self, script: ScriptProcess) -> Outcome:
-        begin = time.monotonic()
+        begin = self.monotonic()
         timeout = self.run.timeout_seconds
         next_registry = begin + REGISTRY_POLL
         next_folder = begin + FOLDER_POLL
@@ -204,7 +208,7 @@ class Supervisor:
         leftovers_checked = False
         while True:
             outcome = script.poll()
-            now = time.monotonic()
+            now = self.monotonic()
             if outcome is not None and self.stop is None and not leftovers_checked:
                 leftovers_checked = True
                 # The record is written as soon as the script ends, before its leftovers are
