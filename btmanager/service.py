@@ -226,27 +226,20 @@ class Service:
         job = SupervisorJob(self.settings.db_path, run, watched=True)
         supervisor = start_supervisor(job, self.backend)
         watch(run, supervisor, observer, stop)
-        final = self._settled(run.run_id)
-        try:
-            self.ensure_worker()  # this run's slot is free again: queued runs may start now
-        except (BtError, OSError):
-            pass
+        # Reading it again also does the housekeeping: this run's slot is free again, so a
+        # worker is started if queued runs can start now.
+        final = self.registry.get(run.run_id)
+        if final.status == "running":
+            # The supervisor could not write the registry (full disk, held lock): its exit
+            # record holds the end; record it now if the registry lets us.
+            from btmanager.runs.settle import settle_one
+
+            try:
+                settled = settle_one(self.states(), final, self.backend, self.clock)
+            except BtError:
+                settled = None
+            final = settled or final
         return final
-
-    def _settled(self, run_id: str) -> Run:
-        """The run after its supervisor exited: settled from its exit record if the supervisor
-        could not write the registry itself."""
-        from btmanager.runs.settle import settle_one
-
-        try:
-            run = self._writable_registry().get(run_id)
-            if run.status == "running":
-                settled = settle_one(self.states(), run, self.backend, self.clock)
-                if settled is not None:
-                    return settled
-            return run
-        except BtError:
-            return self.registry.get(run_id)
 
     def submit(self, request: RunRequest) -> Run:
         from btmanager.runs.create import DEFAULT_DETACHED_NICE, create_run
