@@ -3,17 +3,16 @@
 from __future__ import annotations
 
 import os
-import sys
 from typing import Annotated
 
 import typer
 
 from btmanager import exitcodes
 from btmanager.app import JsonOption, app, service
+from btmanager.commands._output import Output
 from btmanager.commands.inspect import RunRef
 from btmanager.errors import UsageError
 from btmanager.registry.model import Status
-from btmanager.render.common import emit_json, stdout_console
 from btmanager.settings import DEFAULT_GRACE
 
 
@@ -37,11 +36,8 @@ def cancel(
     if grace < 0:
         raise UsageError("--grace must be 0 or more")
     result = service(ctx).cancel(run_id, grace)
-    if json_output:
-        emit_json(result.to_dict())
-    else:
-        style = "green" if result.success else "yellow"
-        stdout_console().print(f"[{style}]{result.message}[/]: {result.run.run_id}")
+    text = f"{result.message}: {result.run.run_id}"
+    Output(json_output).message(text, result.success, result.to_dict())
     if not result.success:
         raise typer.Exit(exitcodes.FAILED)
 
@@ -64,16 +60,13 @@ def wait(
     """
     if timeout is not None and timeout < 0:
         raise UsageError("--timeout must be 0 or more")
+    svc = service(ctx)
     try:
-        runs, timed_out = service(ctx).wait(run_ids, timeout)
+        runs, timed_out = svc.wait(run_ids, timeout)
     except KeyboardInterrupt:
         raise typer.Exit(exitcodes.CANCELLED) from None
-    if json_output:
-        emit_json({"runs": [run.to_status_dict() for run in runs]})
-    else:
-        from btmanager.render.runs import render_list
-
-        render_list(len(runs), runs, stdout_console())
+    document = {"runs": [run.to_status_dict() for run in runs]}
+    Output(json_output).runs(len(runs), runs, str(svc.settings.db_path), document)
     if timed_out:
         raise typer.Exit(exitcodes.WAIT_TIMEOUT)
     if any(run.status != Status.COMPLETED for run in runs):
@@ -139,7 +132,4 @@ def parallel(
     too; until set, it is the CPU count.
     """
     value = service(ctx, spawn_workers=limit is not None).parallel(limit)
-    if json_output:
-        emit_json({"max_parallel": value})
-    else:
-        sys.stdout.write(f"{value}\n")
+    Output(json_output).message(str(value), True, {"max_parallel": value})

@@ -9,8 +9,8 @@ from typing import Annotated
 import typer
 
 from btmanager.app import JsonOption, app, service
+from btmanager.commands._output import Output
 from btmanager.errors import UsageError
-from btmanager.render.common import emit_json, is_terminal, stdout_console
 
 RunRef = Annotated[
     str, typer.Argument(metavar="RUN_ID", help="Run id, a unique prefix of one, or 'latest'.")
@@ -20,17 +20,7 @@ RunRef = Annotated[
 @app.command()
 def status(ctx: typer.Context, run_id: RunRef, json_output: JsonOption = False) -> None:
     """Show one run: status, timings, exit code, resources, validation."""
-    run = service(ctx).status(run_id)
-    if json_output:
-        emit_json(run.to_status_dict())
-    elif is_terminal():
-        from btmanager.render.runs import render_status
-
-        render_status(run, stdout_console())
-    else:
-        from btmanager.render.text import write_status
-
-        write_status(run)
+    Output(json_output).status(service(ctx).status(run_id))
 
 
 @app.command()
@@ -58,8 +48,9 @@ def logs(
             raise typer.Exit(130) from None
         return
     tail = svc.logs(run_id, lines)
-    if json_output:
-        emit_json(tail.to_dict())
+    out = Output(json_output)
+    if out.json:
+        out.document(tail.to_dict())
     else:
         write_lines(tail.lines)
 
@@ -83,28 +74,18 @@ def results(
     if file is None:
         if output is not None:
             raise UsageError("--output needs a FILE to download")
-        listing = svc.results(run_id).to_dict()
-        if json_output:
-            emit_json(listing)
-        else:
-            from btmanager.render.runs import render_files
-
-            render_files(listing, stdout_console())
+        Output(json_output).files(svc.results(run_id).to_dict())
         return
     source = svc.result_file(run_id, file)
     if output is not None:
         size = svc.copy_result(source, output)
-        if json_output:
-            emit_json(
-                {
-                    "run_id": svc.status(run_id).run_id,
-                    "file": file,
-                    "output": str(output),
-                    "size": size,
-                }
-            )
-        else:
-            stdout_console().print(f"Wrote {file} ({size} bytes) to {output}")
+        document = {
+            "run_id": svc.status(run_id).run_id,
+            "file": file,
+            "output": str(output),
+            "size": size,
+        }
+        Output(json_output).message(f"Wrote {file} ({size} bytes) to {output}", True, document)
         return
     if json_output:
         raise UsageError("--json with FILE needs --output (file contents are not JSON)")
@@ -134,22 +115,13 @@ def list_runs(
     json_output: JsonOption = False,
 ) -> None:
     """List runs, newest first."""
-    total, runs = service(ctx).list_runs(status, script, limit)
-    if json_output:
-        emit_json({"total": total, "runs": [run.to_status_dict() for run in runs]})
-    else:
-        from btmanager.render.runs import render_list
-
-        render_list(total, runs, stdout_console())
+    svc = service(ctx)
+    total, runs = svc.list_runs(status, script, limit)
+    document = {"total": total, "runs": [run.to_status_dict() for run in runs]}
+    Output(json_output).runs(total, runs, str(svc.settings.db_path), document)
 
 
 @app.command()
 def health(ctx: typer.Context, json_output: JsonOption = False) -> None:
     """Registry health and counts of running and queued runs."""
-    data = service(ctx).health()
-    if json_output:
-        emit_json(data)
-    else:
-        from btmanager.render.runs import render_health
-
-        render_health(data, stdout_console())
+    Output(json_output).health(service(ctx).health())

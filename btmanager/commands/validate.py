@@ -9,7 +9,7 @@ import typer
 
 from btmanager import exitcodes
 from btmanager.app import JsonOption, app, service
-from btmanager.render.common import emit_json, is_terminal, stdout_console
+from btmanager.commands._output import Output
 
 
 @app.command()
@@ -42,15 +42,6 @@ def validate(
         from btmanager.junit import write_junit
 
         write_junit(outcome.report, junit, outcome.name)
-    if json_output:
-        emit_json(outcome.report.to_dict())
-    elif is_terminal():
-        from btmanager.render.validation import render_report
-
-        render_report(outcome.report, stdout_console(), title=outcome.name)
-    else:
-        from btmanager.render.text import write_report
-
-        write_report(outcome.report, title=outcome.name)
+    Output(json_output).report(outcome.report, outcome.name)
     if not outcome.report.valid:
         raise typer.Exit(exitcodes.FAILED)

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import sys
 import time
-from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from rich.console import Console
 from rich.markup import escape
@@ -13,8 +12,13 @@ from rich.table import Table
 
 from btmanager.registry.model import Run
 from btmanager.render.common import human_bytes, human_duration, short_time, styled_status
-from btmanager.render.text import status_messages, status_rows
-from btmanager.timeutil import elapsed_since
+from btmanager.render.text import (
+    LIST_HEADERS,
+    empty_listing,
+    list_cells,
+    status_messages,
+    status_rows,
+)
 
 
 def render_status(run: Run, console: Console) -> None:
@@ -27,11 +31,10 @@ def render_status(run: Run, console: Console) -> None:
         console.print(f"  {shown} {escape(message)}", soft_wrap=True)
 
 
-def render_list(total: int, runs: list[Run], console: Console) -> None:
+def render_list(total: int, runs: list[Run], console: Console, registry: str) -> None:
     if not runs:
-        console.print(f"No runs ({total} match).")
+        console.print(escape(empty_listing(total, registry)), soft_wrap=True)
         return
-    with_labels = any(run.label for run in runs)
     table = Table(
         title=f"{len(runs)} of {total} runs",
         title_justify="left",
@@ -39,24 +42,13 @@ def render_list(total: int, runs: list[Run], console: Console) -> None:
         pad_edge=False,
         header_style="bold underline",
     )
-    columns = ["Run", "Status", "Script", *(["Label"] if with_labels else []), "Created"]
-    for column in columns:
-        wraps = column in ("Label", "Script")
-        table.add_column(column, no_wrap=not wraps, min_width=6 if wraps else None)
-    table.add_column("Duration", no_wrap=True, justify="right")
-    table.add_column("Exit", no_wrap=True, justify="right")
+    for header in LIST_HEADERS:
+        wraps = header in ("Label", "Script", "Reason")
+        justify: Literal["left", "right"] = "right" if header in ("Duration", "Exit") else "left"
+        table.add_column(header, no_wrap=not wraps, justify=justify)
     for run in runs:
-        duration = run.duration_seconds
-        if duration is None and run.status == "running":
-            duration = elapsed_since(run.started_at)
-        cells = [run.run_id, styled_status(run.status), escape(Path(run.script_path).name)]
-        if with_labels:
-            cells.append(escape(run.label or ""))
-        cells += [
-            short_time(run.created_at)[5:16],
-            human_duration(duration),
-            "" if run.exit_code is None else str(run.exit_code),
-        ]
+        cells = [escape(cell) for cell in list_cells(run)]
+        cells[1] = styled_status(run.status)
         table.add_row(*cells)
     console.print(table)
 
@@ -75,14 +67,6 @@ def render_files(listing: dict[str, Any], console: Console) -> None:
     for item in files:
         table.add_row(escape(item["name"]), human_bytes(item["size"]), short_time(item["modified"]))
     console.print(table)
-
-
-def render_health(health: dict[str, Any], console: Console) -> None:
-    console.print(
-        f"[green]{health['status']}[/]: {health['active_runs']} running, "
-        f"{health['queued_runs']} queued (limit {health['max_parallel']}); "
-        f"registry {escape(health['registry'])}"
-    )
 
 
 class LiveRunView:

@@ -219,3 +219,90 @@ class PlainRunView:
             self.out.write(b"\n")
             self._at_line_start = True
         self.out.flush()
+
+
+# --- lists of runs, files, health ---------------------------------------------------------
+
+LIST_HEADERS = ("Run", "Status", "Script", "Label", "Created", "Duration", "Exit", "Reason")
+_RIGHT = {"Size", "Duration", "Exit"}
+
+
+def list_cells(run: Run) -> list[str]:
+    """One row of `bt list`, the same columns every time (empty cells stay)."""
+    from pathlib import PurePath
+
+    from btmanager.render.common import short_time
+
+    duration = run.duration_seconds
+    if duration is None and run.status == "running":
+        duration = elapsed_since(run.started_at)
+    exit_text = ""
+    if run.exit_code is not None:
+        exit_text = str(run.exit_code)
+        if run.exit_code < 0:
+            from btmanager.execution.exits import signal_name
+
+            exit_text = signal_name(-run.exit_code)
+    return [
+        run.run_id,
+        run.status,
+        PurePath(run.script_path).name,
+        run.label or "",
+        short_time(run.created_at)[5:16],
+        human_duration(duration),
+        exit_text,
+        run.failure_reason or "",
+    ]
+
+
+def empty_listing(total: int, registry: str) -> str:
+    return f"No runs ({total} match) in the registry {registry}"
+
+
+def write_table(headers: tuple[str, ...], rows: list[list[str]], out: IO[str]) -> None:
+    """Plain columns as wide as their widest cell: nothing is ever cut."""
+    widths = [max([len(h), *(len(row[i]) for row in rows)]) for i, h in enumerate(headers)]
+
+    def line(cells: list[str] | tuple[str, ...]) -> str:
+        parts = [
+            cell.rjust(width) if header in _RIGHT else cell.ljust(width)
+            for cell, width, header in zip(cells, widths, headers, strict=True)
+        ]
+        return "  ".join(parts).rstrip()
+
+    out.write(line(headers) + "\n")
+    for row in rows:
+        out.write(line(row) + "\n")
+
+
+def write_list(total: int, runs: list[Run], registry: str, out: IO[str] | None = None) -> None:
+    stream = out or sys.stdout
+    if not runs:
+        stream.write(empty_listing(total, registry) + "\n")
+        return
+    stream.write(f"{len(runs)} of {total} runs\n")
+    write_table(LIST_HEADERS, [list_cells(run) for run in runs], stream)
+    stream.flush()
+
+
+def write_files(listing: Mapping[str, Any], out: IO[str] | None = None) -> None:
+    from btmanager.render.common import short_time
+
+    stream = out or sys.stdout
+    stream.write(f"{listing['output_dir']}\n")
+    rows = [
+        [item["name"], human_bytes(item["size"]), short_time(item["modified"])]
+        for item in listing["files"]
+    ]
+    write_table(("File", "Size", "Modified"), rows, stream)
+    stream.flush()
+
+
+def health_line(health: Mapping[str, Any]) -> str:
+    text = (
+        f"{health['status']}: {health['active_runs']} running, {health['queued_runs']} queued "
+        f"(limit {health['max_parallel']}); registry {health['registry']}"
+    )
+    if health.get("problem"):
+        text += f"; {health['problem']}"
+    return text
