@@ -14,8 +14,10 @@ from typing import Any
 
 import pytest
 
+from btmanager.validation.checks.pnl import PnlCheck
+from btmanager.validation.checks.trades import TradesCheck
 from btmanager.validation.engine import validate_dir
-from btmanager.validation.readers.table import PnlCheck, TradesCheck, scan_table
+from btmanager.validation.readers.table import scan_table
 from btmanager.validation.rules import Rules
 from tests.validation_fixtures import csv_text, pnl_rows, trade_rows, write_csv, write_valid_run
 

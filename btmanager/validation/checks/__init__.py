@@ -1,1 +1,1 @@
-"""The checks of each kind of file in a run folder."""
+"""The checks of a run folder's files: one module per kind of file, with its messages."""

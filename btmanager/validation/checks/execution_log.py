@@ -1,7 +1,9 @@
-"""Finding critical errors in an execution.log without loading it: logs can be gigabytes.
+"""execution.log: the script's output, scanned for tracebacks and critical errors.
 
-The file is scanned in binary chunks that overlap by more than the longest pattern, so a match
-split across two chunks is found once, with its line number.
+Recommended by default, and every finding is a warning: the result files decide whether a
+run's outputs are valid; the log only points at what may have gone wrong. Logs can be
+gigabytes, so the file is scanned in binary chunks that overlap by more than the longest
+pattern: a match split across two chunks is found once, with its line number.
 """
 
 from __future__ import annotations
@@ -9,7 +11,9 @@ from __future__ import annotations
 from collections.abc import Iterable
 from pathlib import Path
 
-from btmanager.validation.readers.stdlib import Positions
+from btmanager.validation.checks.run_folder import RunFolder
+from btmanager.validation.findings import Positions, plural
+from btmanager.validation.report import FileCheck
 
 LOG_CHUNK = 8 << 20
 
@@ -17,6 +21,17 @@ _TRACEBACK = b"Traceback (most recent call last)"
 _LEVEL_WORDS = (b"CRITICAL", b"FATAL")
 _FATAL_PYTHON = b"Fatal Python error"  # CPython's message when the interpreter itself dies
 _OVERLAP = len(_TRACEBACK) + 2  # longer than any pattern, plus a byte of context each side
+
+
+def check_log(run: RunFolder, check: FileCheck) -> None:
+    if not check.size:
+        check.warn("empty: the script wrote no output")
+        return
+    tracebacks, fatal = scan_log(run.file(check))
+    if tracebacks:
+        check.warn(f"{plural(tracebacks.count, 'Python traceback')} {tracebacks.lines()}")
+    if fatal:
+        check.warn(f"{plural(fatal.count, 'CRITICAL/FATAL line')} {fatal.lines()}")
 
 
 def scan_log(path: Path, chunk_size: int = LOG_CHUNK) -> tuple[Positions, Positions]:

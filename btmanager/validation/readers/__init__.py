@@ -1,1 +1,1 @@
-"""Reading CSV files for the checks: the stdlib reader, and a fast scan for big files."""
+"""Reading CSV files for the checks: `table.scan_table` over the `stdlib` and `fast` readers."""

@@ -22,6 +22,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
+from btmanager.validation.findings import SHOWN, Positions
 from btmanager.validation.readers.stdlib import NULL_TOKENS
 
 if TYPE_CHECKING:
@@ -45,6 +46,15 @@ class GiveUp(Exception):
 class FastScan:
     rows: int
     quotes: bool  # the file has a quote character somewhere
+
+
+def mark(positions: Positions, start: int, mask: Any) -> None:
+    """Record the rows where a chunk's boolean mask is true (`start`: the chunk's first row)."""
+    import numpy as np
+
+    hits = np.flatnonzero(mask)
+    if hits.size:
+        positions.add_indices(start, hits[:SHOWN].tolist(), int(hits.size))
 
 
 def one_line_records(path: Path, expected_lines: int, block_size: int = 8 << 20) -> bool:

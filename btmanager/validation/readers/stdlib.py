@@ -5,73 +5,29 @@ Text is UTF-8 (a BOM is skipped); bytes that are not UTF-8 are read as cp1252 (l
 cp1252 has no character) and the lines holding them are noted. NUL bytes mark binary data. The
 file is read line by line, so memory stays bounded whatever its size; a quoted field is capped
 by the csv module's field size limit.
+
+What a cell's text means is defined here too (nulls, numbers, timestamps, undecodable bytes),
+for the checks that take rows from this reader; the fast scan is handed the same NULL_TOKENS,
+so both readers agree on what is missing.
 """
 
 from __future__ import annotations
 
 import csv
 import io
+import math
 import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
-SHOWN = 5  # positions quoted in a message; the count covers the rest
+from btmanager.validation.findings import SHOWN, Positions
 
 # Cell texts read as "no value" (after trimming spaces), as pandas writes and reads them.
 NULL_TOKENS = ("", "NA", "N/A", "n/a", "NaN", "nan", "-nan", "null", "NULL", "None", "#N/A", "<NA>")
 _NULLS = frozenset(NULL_TOKENS)
 _SURROGATES = re.compile("[\udc80-\udcff]")
-
-
-class Positions:
-    """How many times something happened, and the first few places (line numbers)."""
-
-    __slots__ = ("count", "example", "first")
-
-    def __init__(self) -> None:
-        self.count = 0
-        self.first: list[int] = []
-        self.example: str | None = None  # the first offending cell text, when there is one
-
-    def add(self, line: int, example: str | None = None) -> None:
-        self.count += 1
-        if len(self.first) < SHOWN:
-            self.first.append(line)
-        if self.example is None and example is not None:
-            self.example = example
-
-    def add_indices(self, base: int, indices: Iterable[int], count: int) -> None:
-        """Record `count` occurrences at row indices `base + i` (first few of `indices`)."""
-        for index in indices:
-            if len(self.first) >= SHOWN:
-                break
-            self.first.append(base + int(index))
-        self.count += count
-
-    def shift(self, offset: int) -> None:
-        self.first = [p + offset for p in self.first]
-
-    def __bool__(self) -> bool:
-        return self.count > 0
-
-    def lines(self) -> str:
-        """`(line 4)`, `(lines 4, 9, 12)` or `(lines 4, 9, 12, 15, 20, ...)`."""
-        more = ", ..." if self.count > len(self.first) else ""
-        word = "line" if self.count == 1 else "lines"
-        return f"({word} {', '.join(map(str, self.first))}{more})"
-
-    def eg(self) -> str:
-        return f", e.g. {shorten(self.example)!r}" if self.example is not None else ""
-
-
-def plural(count: int, singular: str, plural_form: str | None = None) -> str:
-    return f"{count} {singular if count == 1 else plural_form or singular + 's'}"
-
-
-def shorten(text: str, width: int = 30) -> str:
-    return text if len(text) <= width else text[: width - 3] + "..."
 
 
 def is_null(text: str) -> bool:
@@ -99,6 +55,33 @@ def clean_text(text: str) -> str:
         return raw.decode("cp1252")
     except UnicodeDecodeError:
         return raw.decode("latin-1")
+
+
+def finite_number(text: str, line: int, nulls: Positions, bad: Positions) -> float | None:
+    """The cell as a finite float, else None with the null or bad value recorded."""
+    if is_null(text):
+        nulls.add(line)
+        return None
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value):
+        bad.add(line, clean_text(text.strip()))
+        return None
+    return value
+
+
+def timestamp(text: str, line: int, nulls: Positions, bad: Positions) -> datetime | None:
+    """The cell as a datetime, else None with the null or bad value recorded."""
+    if is_null(text):
+        nulls.add(line)
+        return None
+    try:
+        return parse_timestamp(text)
+    except ValueError:
+        bad.add(line, clean_text(text.strip()))
+        return None
 
 
 @dataclass
