@@ -9,7 +9,7 @@ from pathlib import Path, PurePosixPath
 
 from btmanager.errors import NotFoundError, UsageError
 
-STATE_DIR = ".bt"  # bt's own files in a run folder (see btmanager.runs.exitrecord)
+STATE_DIR = ".bt"  # bt's own files in a run folder (see btmanager.lifecycle.exitrecord)
 
 
 @dataclass(frozen=True)

@@ -23,11 +23,11 @@ from btmanager.timeutil import SYSTEM_CLOCK, Clock, now_iso
 # tailing or listing files needs is imported where it is used (start-up time).
 if TYPE_CHECKING:
     from btmanager.execution import Backend
+    from btmanager.lifecycle.create import RunRequest
+    from btmanager.lifecycle.queue import Worker
+    from btmanager.lifecycle.state import RunStates
+    from btmanager.lifecycle.watch import RunObserver, StopRequest
     from btmanager.results import ResultFile
-    from btmanager.runs.create import RunRequest
-    from btmanager.runs.queue import Worker
-    from btmanager.runs.state import RunStates
-    from btmanager.runs.watch import RunObserver, StopRequest
     from btmanager.validation.report import Report
 
 QUEUED, RUNNING = Status.QUEUED, Status.RUNNING
@@ -125,7 +125,7 @@ class Service:
         return self._writable
 
     def states(self) -> RunStates:
-        from btmanager.runs.state import RunStates
+        from btmanager.lifecycle.state import RunStates
 
         return RunStates(self._writable_registry(), self.clock)
 
@@ -135,11 +135,11 @@ class Service:
         registry cannot be written (full disk, held lock)."""
         try:
             if reader.any_running():
-                from btmanager.runs.settle import unsupervised
+                from btmanager.lifecycle.settle import unsupervised
 
                 stale = unsupervised(reader.runs_with_status("running"), self.backend, self.clock)
                 if stale:
-                    from btmanager.runs.settle import settle
+                    from btmanager.lifecycle.settle import settle
 
                     settle(self._writable_registry(), self.backend, self.clock)
             if self.spawn_workers:
@@ -148,8 +148,8 @@ class Service:
             self.housekeeping_problem = str(exc)
 
     def ensure_worker(self, reader: Registry | None = None) -> None:
-        from btmanager.runs.queue import ensure_worker
-        from btmanager.runs.state import MAX_PARALLEL_KEY, default_limit
+        from btmanager.lifecycle.queue import ensure_worker
+        from btmanager.lifecycle.state import MAX_PARALLEL_KEY, default_limit
 
         registry = reader or self._writable_registry()
         stored = registry.setting(MAX_PARALLEL_KEY)
@@ -182,7 +182,7 @@ class Service:
 
     def parallel(self, value: int | None = None) -> int:
         """The stored parallel limit, after setting it to `value` if given."""
-        from btmanager.runs.state import MAX_PARALLEL_KEY, default_limit
+        from btmanager.lifecycle.state import MAX_PARALLEL_KEY, default_limit
 
         if value is not None:
             check_limit(value, "the parallel limit")
@@ -214,9 +214,9 @@ class Service:
     # --- runs ---------------------------------------------------------------------------
 
     def run_foreground(self, request: RunRequest, observer: RunObserver, stop: StopRequest) -> Run:
-        from btmanager.runs.create import create_run
-        from btmanager.runs.supervise import SupervisorJob, start_supervisor
-        from btmanager.runs.watch import watch
+        from btmanager.lifecycle.create import create_run
+        from btmanager.lifecycle.supervise import SupervisorJob, start_supervisor
+        from btmanager.lifecycle.watch import watch
 
         run = create_run(
             self.settings, self.states(), request, detached=False, watcher=self.backend.current()
@@ -232,7 +232,7 @@ class Service:
         if final.status == "running":
             # The supervisor could not write the registry (full disk, held lock): its exit
             # record holds the end; record it now if the registry lets us.
-            from btmanager.runs.settle import settle_one
+            from btmanager.lifecycle.settle import settle_one
 
             try:
                 settled = settle_one(self.states(), final, self.backend, self.clock)
@@ -242,7 +242,7 @@ class Service:
         return final
 
     def submit(self, request: RunRequest) -> Run:
-        from btmanager.runs.create import DEFAULT_DETACHED_NICE, create_run
+        from btmanager.lifecycle.create import DEFAULT_DETACHED_NICE, create_run
 
         if request.nice is None:
             request.nice = DEFAULT_DETACHED_NICE
@@ -312,7 +312,7 @@ class Service:
         current = self._reread(run.run_id)
         if current.status == "running":
             self.backend.terminate(current.script_identity, current.run_id, grace)
-            from btmanager.runs.settle import settle_one
+            from btmanager.lifecycle.settle import settle_one
 
             if settle_one(states, current, self.backend, self.clock) is None:
                 states.lose(current.run_id, "cancelled by user", FailureKind.CANCELLED)
@@ -470,7 +470,7 @@ class Service:
         drain: bool,
         on_event: Callable[[str], None] | None = None,
     ) -> Worker:
-        from btmanager.runs.queue import Worker
+        from btmanager.lifecycle.queue import Worker
 
         if max_parallel is not None:
             self.parallel(max_parallel)

@@ -13,14 +13,14 @@ from typing import Any
 import pytest
 
 from btmanager.execution.base import LaunchSpec, Outcome
+from btmanager.lifecycle import exitrecord
+from btmanager.lifecycle.create import RunRequest, create_run
+from btmanager.lifecycle.exitrecord import ExitRecord
+from btmanager.lifecycle.settle import CLAIM_GRACE, settle
+from btmanager.lifecycle.state import RunStates, decide
+from btmanager.lifecycle.supervise import Supervisor, SupervisorJob
 from btmanager.registry.db import Registry
 from btmanager.registry.model import FailureKind, ProcessIdentity, Run
-from btmanager.runs import exitrecord
-from btmanager.runs.create import RunRequest, create_run
-from btmanager.runs.exitrecord import ExitRecord
-from btmanager.runs.settle import CLAIM_GRACE, settle
-from btmanager.runs.state import RunStates, decide
-from btmanager.runs.supervise import Supervisor, SupervisorJob
 from btmanager.settings import Settings
 from btmanager.timeutil import Clock, iso
 

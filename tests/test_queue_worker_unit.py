@@ -6,10 +6,10 @@ from pathlib import Path
 
 from btmanager.execution.base import LaunchSpec
 from btmanager.execution.local import LocalBackend, LocalScript
+from btmanager.lifecycle.create import RunRequest, create_run
+from btmanager.lifecycle.queue import Worker
+from btmanager.lifecycle.state import RunStates
 from btmanager.registry.db import Registry
-from btmanager.runs.create import RunRequest, create_run
-from btmanager.runs.queue import Worker
-from btmanager.runs.state import RunStates
 from btmanager.settings import Settings
 from tests.helpers import write_script
 

@@ -9,11 +9,11 @@ from pathlib import Path
 import pytest
 
 from btmanager.errors import AmbiguousRunError, NotFoundError, RegistryError
+from btmanager.lifecycle.exitrecord import ExitRecord
+from btmanager.lifecycle.state import RunStates
 from btmanager.registry.db import Registry, connect
 from btmanager.registry.migrations import LATEST_VERSION, MIGRATIONS, migrate
 from btmanager.registry.model import ProcessIdentity
-from btmanager.runs.exitrecord import ExitRecord
-from btmanager.runs.state import RunStates
 
 
 def insert(registry: Registry, row: dict[str, object]) -> None:

@@ -17,7 +17,7 @@ from btmanager.render.common import emit_json, is_terminal, stdout_console
 from btmanager.settings import DEFAULT_GRACE
 
 if TYPE_CHECKING:
-    from btmanager.runs.create import RunRequest
+    from btmanager.lifecycle.create import RunRequest
 
 
 def load_rules_dict(rules_file: Path | None) -> dict[str, object] | None:
@@ -109,8 +109,8 @@ def run(
     if grace < 0:
         raise UsageError("--grace must be 0 or more")
     # Here, not at the top: every `bt` command imports this module to register `bt run`.
+    from btmanager.lifecycle.create import RunRequest
     from btmanager.params import load_params_file, merge_params
-    from btmanager.runs.create import RunRequest
 
     file_params = load_params_file(params_file) if params_file is not None else None
     request = RunRequest(
@@ -146,7 +146,7 @@ def run(
 
 def _run_foreground(svc: object, request: RunRequest, json_output: bool) -> int:
     from btmanager.execution.signals import stop_on_signals
-    from btmanager.runs.watch import QuietObserver, RunObserver, StopRequest
+    from btmanager.lifecycle.watch import QuietObserver, RunObserver, StopRequest
     from btmanager.service import Service
 
     assert isinstance(svc, Service)

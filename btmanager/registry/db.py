@@ -3,7 +3,7 @@
 Every connection goes through `connect()` (WAL, busy timeout, migrations). Commands that only
 read open the file read-only, so they work on a full disk and never wait for a write lock.
 Writes are short `BEGIN IMMEDIATE` transactions. Status changes are made only by
-`btmanager.runs.state`, inside `Registry.write()`: read the row, decide, update, under one lock.
+`btmanager.lifecycle.state`, inside `Registry.write()`: read the row, decide, update, under one lock.
 sqlite3 errors never leave this module raw: they become `RegistryError` or `StorageError`.
 """
 
@@ -223,7 +223,7 @@ class Registry:
                     pass
             raise _translate(self.path, exc) from exc
 
-    # --- rows inside a write transaction (used by btmanager.runs.state) -----------------------
+    # --- rows inside a write transaction (used by btmanager.lifecycle.state) -----------------------
 
     @staticmethod
     def row_in(db: sqlite3.Connection, run_id: str) -> Run | None:

@@ -19,10 +19,10 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from btmanager.errors import BtError
+from btmanager.lifecycle.settle import settle
+from btmanager.lifecycle.state import RunStates
 from btmanager.registry.db import Registry
 from btmanager.registry.model import Status
-from btmanager.runs.settle import settle
-from btmanager.runs.state import RunStates
 from btmanager.settings import Settings
 
 if TYPE_CHECKING:
@@ -56,7 +56,7 @@ class Worker:
         drain: bool,
         on_event: Callable[[str], None] | None = None,
     ) -> None:
-        from btmanager.runs.watch import StopRequest
+        from btmanager.lifecycle.watch import StopRequest
 
         self.settings, self.backend = settings, backend
         self.on_event = on_event or (lambda _message: None)
@@ -132,7 +132,7 @@ class Worker:
             self._report(str(exc))
 
     def _claim_all(self) -> None:
-        from btmanager.runs.supervise import SupervisorJob, start_supervisor
+        from btmanager.lifecycle.supervise import SupervisorJob, start_supervisor
 
         while not self.stop.requested.is_set():
             registry = self._open()
@@ -155,7 +155,7 @@ class Worker:
                 self._fail_start(run.run_id, exc)
 
     def _fail_start(self, run_id: str, exc: Exception) -> None:
-        from btmanager.runs.exitrecord import ExitRecord
+        from btmanager.lifecycle.exitrecord import ExitRecord
 
         self.on_event(f"could not start a supervisor for {run_id}: {exc}")
         registry = self._open()

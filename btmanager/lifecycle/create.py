@@ -10,9 +10,9 @@ from typing import Any
 
 from btmanager.command import build_argv, build_env, check_runnable, resolve_script
 from btmanager.errors import StorageError
+from btmanager.lifecycle.state import RunStates
 from btmanager.logs import LOG_FILE
 from btmanager.registry.model import ProcessIdentity, Run
-from btmanager.runs.state import RunStates
 from btmanager.settings import DEFAULT_GRACE, Settings
 from btmanager.timeutil import new_run_id
 

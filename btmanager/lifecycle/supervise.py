@@ -17,13 +17,13 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from btmanager.errors import BtError
+from btmanager.lifecycle import exitrecord
+from btmanager.lifecycle.create import launch_spec
+from btmanager.lifecycle.exitrecord import ExitRecord
+from btmanager.lifecycle.state import BEFORE_START, RunStates
 from btmanager.logs import LogReader
 from btmanager.registry.db import Registry
 from btmanager.registry.model import Run
-from btmanager.runs import exitrecord
-from btmanager.runs.create import launch_spec
-from btmanager.runs.exitrecord import ExitRecord
-from btmanager.runs.state import BEFORE_START, RunStates
 from btmanager.timeutil import SYSTEM_CLOCK, Clock
 
 if TYPE_CHECKING:
@@ -263,7 +263,7 @@ class Supervisor:
         )
 
     def _finish(self, record: ExitRecord) -> int:
-        from btmanager.runs.settle import report_for
+        from btmanager.lifecycle.settle import report_for
 
         exitrecord.write(self.run_dir, record)
         run = self.run

@@ -15,11 +15,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from btmanager.lifecycle import exitrecord
+from btmanager.lifecycle.exitrecord import ExitRecord
+from btmanager.lifecycle.state import RunStates
 from btmanager.registry.db import Registry
 from btmanager.registry.model import FailureKind, Run, Status
-from btmanager.runs import exitrecord
-from btmanager.runs.exitrecord import ExitRecord
-from btmanager.runs.state import RunStates
 from btmanager.timeutil import SYSTEM_CLOCK, Clock, parse_iso
 
 if TYPE_CHECKING:
@@ -42,7 +42,7 @@ def report_for(run: Run, record: ExitRecord) -> dict[str, Any] | None:
         or record.folder_lost
     ):
         return None
-    from btmanager.runs.supervise import validate_run_folder
+    from btmanager.lifecycle.supervise import validate_run_folder
 
     return validate_run_folder(run)
 

@@ -17,9 +17,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from btmanager.lifecycle.exitrecord import ExitRecord
 from btmanager.registry.db import Registry
 from btmanager.registry.model import FailureKind, ProcessIdentity, Run, Status
-from btmanager.runs.exitrecord import ExitRecord
 from btmanager.timeutil import SYSTEM_CLOCK, Clock
 
 MAX_PARALLEL_KEY = "max_parallel"
@@ -89,7 +89,7 @@ class RunStates:
     def _recorded(self, run_id: str) -> Run:
         run = self.registry.get(run_id)
         if self.write_files:
-            from btmanager.runs.runfile import write_run_file
+            from btmanager.lifecycle.runfile import write_run_file
 
             write_run_file(run)
         return run
