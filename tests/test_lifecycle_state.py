@@ -448,3 +448,68 @@ def test_a_claim_whose_worker_died_is_lost_only_after_the_grace(world: dict[str,
     final = world["registry"].get(run.run_id)
     assert final.failure_kind == FailureKind.SUPERVISOR_LOST
     assert final.error_message == "worker (pid 7) died before the run started"
+
+
+# --- sweeps and dependencies in the claim --------------------------------------------------------
+
+
+def _rows(world: dict[str, Any], count: int) -> list[dict[str, Any]]:
+    base = _create(world)  # a template row, then removed from the queue
+    world["states"].cancel_queued(base.run_id)
+    rows = []
+    for n in range(count):
+        row = {k: v for k, v in base.__dict__.items() if k not in ("seq", "status")}
+        row.update(run_id=f"{base.run_id[:-2]}{n:02d}", created_at=None, started_at=None)
+        row.update(completed_at=None, error_message=None, failure_kind=None)
+        rows.append(row)
+    return rows
+
+
+def test_a_sweep_cap_holds_within_the_global_limit(world: dict[str, Any]) -> None:
+    states: RunStates = world["states"]
+    states.set_limit(10)
+    sweep = {"sweep_id": "sweep_0000abcd", "script_path": "s.py", "max_parallel": 2}
+    swept = states.create_many(_rows(world, 5), sweep=sweep)
+    loose = _create(world)
+    me = ProcessIdentity(7, 7.0)
+    claimed = [run.run_id for run in iter(lambda: states.claim(me), None)]
+    assert claimed == [swept[0].run_id, swept[1].run_id, loose.run_id]
+    assert {r.sweep_id for r in swept} == {"sweep_0000abcd"}
+    states.end(swept[0].run_id, ExitRecord(0, iso(START)), None)
+    third = states.claim(me)
+    assert third is not None and third.run_id == swept[2].run_id
+
+
+def test_after_waits_for_completion_and_cancels_on_failure(world: dict[str, Any]) -> None:
+    states: RunStates = world["states"]
+    me = ProcessIdentity(7, 7.0)
+    first = _create(world)
+    second = world["states"].create(
+        {k: v for k, v in _rows(world, 1)[0].items()}, running=False, after=[first.run_id]
+    )
+    (third_row,) = _rows(world, 1)
+    third_row["run_id"] = third_row["run_id"][:-2] + "zz"
+    third = states.create(third_row, running=False, after=[second.run_id])
+    claimed = states.claim(me)
+    assert claimed is not None and claimed.run_id == first.run_id
+    assert states.claim(me) is None  # the others wait for it
+    states.end(first.run_id, ExitRecord(4, iso(START)), None)
+    assert states.claim(me) is None
+    dropped = world["registry"].get(second.run_id)
+    assert dropped.status == "cancelled" and dropped.failure_kind == "dependency"
+    assert dropped.error_message == f"dependency {first.run_id} failed"
+    cascaded = world["registry"].get(third.run_id)
+    assert cascaded.error_message == f"dependency {second.run_id} failed (it was cancelled)"
+
+
+def test_after_a_completed_run_starts(world: dict[str, Any]) -> None:
+    states: RunStates = world["states"]
+    me = ProcessIdentity(7, 7.0)
+    first = _create(world)
+    second = states.create(_rows(world, 1)[0], running=False, after=[first.run_id])
+    assert states.claim(me) is not None
+    assert world["registry"].has_claimable(10) is False
+    states.end(first.run_id, ExitRecord(0, iso(START)), None)
+    assert world["registry"].has_claimable(10) is True
+    claimed = states.claim(me)
+    assert claimed is not None and claimed.run_id == second.run_id

@@ -13,7 +13,8 @@ updates a run's status.
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+import sqlite3
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -105,47 +106,106 @@ class RunStates:
 
     # --- creation and start --------------------------------------------------------------------
 
-    def create(self, values: Mapping[str, Any], *, running: bool) -> Run:
-        """Record a new run: `queued`, or `running` at once (a foreground run)."""
-        row = dict(values)
+    def create(
+        self, values: Mapping[str, Any], *, running: bool, after: Sequence[str] = ()
+    ) -> Run:
+        """Record a new run: `queued`, or `running` at once (a foreground run). A queued run
+        with `after` starts only once each of those runs has completed."""
+        (run,) = self.create_many([values], running=running, after=after)
+        return run
+
+    def create_many(
+        self,
+        rows: Sequence[Mapping[str, Any]],
+        *,
+        running: bool = False,
+        after: Sequence[str] = (),
+        sweep: Mapping[str, Any] | None = None,
+    ) -> list[Run]:
+        """Record runs in one transaction (a sweep of 10 000 costs about one commit)."""
         now = self.clock.now_iso()
-        row["status"] = str(Status.RUNNING if running else Status.QUEUED)
-        row["created_at"] = now
-        row["started_at"] = now if running else None
+        ids: list[str] = []
         with self.registry.write() as db:
-            self.registry.insert_in(db, row)
-        return self._recorded(str(row["run_id"]))
+            if sweep is not None:
+                db.execute(
+                    "INSERT INTO sweeps (sweep_id, script_path, created_at, max_parallel, count)"
+                    " VALUES (?, ?, ?, ?, ?)",
+                    (
+                        sweep["sweep_id"],
+                        sweep["script_path"],
+                        now,
+                        sweep.get("max_parallel"),
+                        len(rows),
+                    ),
+                )
+            for values in rows:
+                row = dict(values)
+                row["status"] = str(Status.RUNNING if running else Status.QUEUED)
+                row["created_at"] = now
+                row["started_at"] = now if running else None
+                if sweep is not None:
+                    row["sweep_id"] = sweep["sweep_id"]
+                self.registry.insert_in(db, row)
+                ids.append(str(row["run_id"]))
+                for dependency in after:
+                    db.execute(
+                        "INSERT OR IGNORE INTO run_after (run_id, after_run_id) VALUES (?, ?)",
+                        (row["run_id"], dependency),
+                    )
+        return [self._recorded(run_id) for run_id in ids]
 
     def claim(self, worker: ProcessIdentity) -> Run | None:
-        """Move the next queued run to `running` if fewer than the stored limit are running.
+        """Move the next startable queued run to `running`, within the stored limit.
 
-        One IMMEDIATE transaction holds the write lock across the count and the update, so any
-        number of concurrent workers can neither start a run twice nor exceed the limit.
+        One IMMEDIATE transaction holds the write lock across the checks and the update, so any
+        number of concurrent workers can neither start a run twice nor exceed the global limit
+        or a sweep's own cap. Queued runs waiting for a run that failed or was cancelled are
+        cancelled on the way ("dependency RUN failed").
         """
+        dropped: list[str] = []
+        run_id: str | None = None
         with self.registry.write() as db:
+            dropped = self._cancel_broken_dependents(db)
             stored = self.registry.setting_in(db, MAX_PARALLEL_KEY)
             limit = int(stored) if stored is not None else default_limit()
-            if self.registry.running_count_in(db) >= limit:
-                return None
-            row = db.execute(
-                "SELECT run_id FROM runs WHERE status = 'queued'"
-                " ORDER BY priority DESC, seq LIMIT 1"
-            ).fetchone()
-            if row is None:
-                return None
-            run_id = str(row[0])
-            self.registry.update_in(
-                db,
-                run_id,
-                {
-                    "status": str(Status.RUNNING),
-                    "started_at": self.clock.now_iso(),
-                    "worker_pid": worker.pid,
-                    "worker_create_time": worker.create_time,
-                },
-                (Status.QUEUED,),
-            )
-        return self._recorded(run_id)
+            if self.registry.running_count_in(db) < limit:
+                run_id = self.registry.next_claimable_in(db)
+            if run_id is not None:
+                self.registry.update_in(
+                    db,
+                    run_id,
+                    {
+                        "status": str(Status.RUNNING),
+                        "started_at": self.clock.now_iso(),
+                        "worker_pid": worker.pid,
+                        "worker_create_time": worker.create_time,
+                    },
+                    (Status.QUEUED,),
+                )
+        for dropped_id in dropped:
+            self._recorded(dropped_id)
+        return None if run_id is None else self._recorded(run_id)
+
+    def _cancel_broken_dependents(self, db: sqlite3.Connection) -> list[str]:
+        """Cancel queued runs whose dependency failed, and theirs in turn (inside a write)."""
+        dropped: list[str] = []
+        while broken := self.registry.broken_dependents_in(db):
+            for run_id, dependency, status in broken:
+                cause = "" if status == Status.FAILED else " (it was cancelled)"
+                changed = self.registry.update_in(
+                    db,
+                    run_id,
+                    {
+                        "status": str(Status.CANCELLED),
+                        "failure_kind": str(FailureKind.DEPENDENCY),
+                        "error_message": f"dependency {dependency} failed{cause}",
+                        "completed_at": self.clock.now_iso(),
+                    },
+                    (Status.QUEUED,),
+                )
+                if changed:
+                    dropped.append(run_id)
+        return dropped
 
     def supervised(self, run_id: str, supervisor: ProcessIdentity) -> Run:
         """The run's supervisor process has started (it records itself before the script)."""

@@ -166,6 +166,31 @@ def _open_readonly(db_path: Path) -> sqlite3.Connection:
     return db
 
 
+NEXT_CLAIMABLE = """
+SELECT r.run_id FROM runs r
+WHERE r.status = 'queued'
+  AND NOT EXISTS (
+    SELECT 1 FROM sweeps s
+    WHERE s.sweep_id = r.sweep_id AND s.max_parallel IS NOT NULL
+      AND (SELECT COUNT(*) FROM runs x WHERE x.sweep_id = s.sweep_id AND x.status = 'running')
+          >= s.max_parallel)
+  AND NOT EXISTS (
+    SELECT 1 FROM run_after a JOIN runs d ON d.run_id = a.after_run_id
+    WHERE a.run_id = r.run_id AND d.status != 'completed')
+ORDER BY r.priority DESC, r.seq
+LIMIT 1
+"""
+
+BROKEN_DEPENDENTS = """
+SELECT a.run_id, a.after_run_id, d.status
+FROM run_after a
+JOIN runs r ON r.run_id = a.run_id
+JOIN runs d ON d.run_id = a.after_run_id
+WHERE r.status = 'queued' AND d.status IN ('failed', 'cancelled')
+ORDER BY r.seq
+"""
+
+
 def dumps(value: Any) -> str | None:
     return None if value is None else json.dumps(value)
 
@@ -262,6 +287,20 @@ class Registry:
         return cursor.rowcount == 1
 
     @staticmethod
+    def next_claimable_in(db: sqlite3.Connection) -> str | None:
+        """The queued run to start next: highest priority, then oldest, among those whose
+        sweep is below its own cap and whose `--after` runs have all completed."""
+        row = db.execute(NEXT_CLAIMABLE).fetchone()
+        return None if row is None else str(row[0])
+
+    @staticmethod
+    def broken_dependents_in(db: sqlite3.Connection) -> list[tuple[str, str, str]]:
+        """Queued runs waiting for a run that failed or was cancelled: (run, dependency,
+        the dependency's status)."""
+        rows = db.execute(BROKEN_DEPENDENTS).fetchall()
+        return [(str(row[0]), str(row[1]), str(row[2])) for row in rows]
+
+    @staticmethod
     def running_count_in(db: sqlite3.Connection) -> int:
         return int(db.execute("SELECT COUNT(*) FROM runs WHERE status = 'running'").fetchone()[0])
 
@@ -356,12 +395,13 @@ class Registry:
 
     @_guarded
     def has_claimable(self, limit: int) -> bool:
-        """Is there a queued run and a free slot? (A cheap read; the claim re-checks.)"""
-        row = self.db.execute(
-            "SELECT EXISTS (SELECT 1 FROM runs WHERE status = 'queued'),"
-            " (SELECT COUNT(*) FROM runs WHERE status = 'running')"
-        ).fetchone()
-        return bool(row[0]) and int(row[1]) < limit
+        """Is there work for a worker: a startable queued run and a free slot, or queued runs
+        to cancel because a run they wait for failed? (A cheap read; the claim re-checks.)"""
+        if self.broken_dependents_in(self.db):
+            return True
+        if self.running_count_in(self.db) >= limit:
+            return False
+        return self.next_claimable_in(self.db) is not None
 
     @_guarded
     def cancel_requested(self, run_id: str) -> bool:

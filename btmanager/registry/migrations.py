@@ -114,12 +114,59 @@ def _add_lifecycle(db: sqlite3.Connection) -> None:
     )
 
 
+def _add_many_runs(db: sqlite3.Connection) -> None:
+    """Sweeps, dependencies between runs, tags, notes, metrics, provenance, reruns."""
+    for column in (
+        "sweep_id TEXT",
+        "rerun_of TEXT",
+        "note TEXT",
+        "provenance TEXT",
+        "host TEXT",
+        "executor TEXT",
+    ):
+        db.execute(f"ALTER TABLE runs ADD COLUMN {column}")
+    db.execute("CREATE INDEX runs_sweep ON runs(sweep_id, status)")
+    db.execute(
+        """
+        CREATE TABLE sweeps (
+            sweep_id TEXT PRIMARY KEY,
+            script_path TEXT NOT NULL,
+            created_at TEXT NOT NULL,
+            max_parallel INTEGER,
+            count INTEGER NOT NULL
+        )
+        """
+    )
+    # A run starts only once every run it waits for has completed (`--after`).
+    db.execute(
+        """
+        CREATE TABLE run_after (
+            run_id TEXT NOT NULL,
+            after_run_id TEXT NOT NULL,
+            PRIMARY KEY (run_id, after_run_id)
+        )
+        """
+    )
+    db.execute("CREATE INDEX run_after_after ON run_after(after_run_id)")
+    db.execute(
+        "CREATE TABLE tags (run_id TEXT NOT NULL, tag TEXT NOT NULL, PRIMARY KEY (run_id, tag))"
+    )
+    db.execute("CREATE INDEX tags_tag ON tags(tag)")
+    # summary.csv's numeric metrics, stored at each validation: comparing runs reads no files.
+    db.execute(
+        "CREATE TABLE metrics (run_id TEXT NOT NULL, name TEXT NOT NULL, value REAL,"
+        " PRIMARY KEY (run_id, name))"
+    )
+    db.execute("CREATE INDEX metrics_name ON metrics(name, value)")
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration("0001_create_runs", _create_runs),
     Migration("0002_queue_and_supervision", _add_queue_and_supervision),
     Migration("0003_resource_usage_and_log_cache", _add_resource_usage_and_log_cache),
     Migration("0004_environment", _add_environment),
     Migration("0005_lifecycle", _add_lifecycle),
+    Migration("0006_many_runs", _add_many_runs),
 )
 
 LATEST_VERSION = len(MIGRATIONS)

@@ -109,8 +109,22 @@ class Run:
     worker_pid: int | None = None
     worker_create_time: float | None = None
     cancel_grace: float | None = None
+    sweep_id: str | None = None
+    rerun_of: str | None = None
+    note: str | None = None
+    provenance: dict[str, Any] | None = None
+    host: str | None = None
+    executor: str | None = None
 
-    _JSON_COLUMNS = ("params", "extra_args", "command", "validation_results", "rules", "env")
+    _JSON_COLUMNS = (
+        "params",
+        "extra_args",
+        "command",
+        "validation_results",
+        "rules",
+        "env",
+        "provenance",
+    )
     _BOOL_COLUMNS = ("detached", "validate", "cancel_requested")
     _TIME_COLUMNS = ("created_at", "started_at", "completed_at")
 
@@ -205,4 +219,10 @@ class Run:
             "detached": self.detached,
             "timeout_seconds": self.timeout_seconds,
             "grace_seconds": self.grace_seconds,
+            "sweep_id": self.sweep_id,
+            "rerun_of": self.rerun_of,
+            "note": self.note,
+            "provenance": self.provenance,
+            "host": self.host,
+            "executor": self.executor or "local",
         }
