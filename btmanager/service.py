@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from btmanager.errors import BtError, NotFoundError, UsageError
-from btmanager.registry.db import NoRegistry, Registry
+from btmanager.registry.db import NoRegistry, Registry, Selection
 from btmanager.registry.model import FINAL_STATUSES, STATUSES, FailureKind, Run, Status
 from btmanager.settings import Settings
 from btmanager.timeutil import SYSTEM_CLOCK, Clock, now_iso
@@ -258,19 +258,51 @@ class Service:
     def status(self, ref: str) -> Run:
         return self._find(ref)
 
-    def list_runs(
-        self, status: str | None, script: str | None, limit: int
-    ) -> tuple[int, list[Run]]:
+    def selection(
+        self,
+        sweep: str | None = None,
+        label: str | None = None,
+        tags: Sequence[str] | None = None,
+        status: str | None = None,
+        script: str | None = None,
+    ) -> Selection:
+        """The selection options of a command, checked (status) and resolved (sweep prefix,
+        script path)."""
         if status is not None and status not in STATUSES:
             raise UsageError(f"Unknown status {status!r}; expected one of {', '.join(STATUSES)}")
-        if limit < 0:
+        sweep_id = None
+        if sweep is not None:
+            try:
+                sweep_id = self.registry.resolve_sweep(sweep)
+            except NoRegistry:
+                raise NotFoundError(f"No sweep matches '{sweep}'") from None
+        resolved = os.path.normpath(Path(script).expanduser().absolute()) if script else None
+        return Selection(sweep_id, label, tuple(tags or ()), status, script, resolved)
+
+    def list_runs(self, selection: Selection, limit: int | None) -> tuple[int, list[Run]]:
+        if limit is not None and limit < 0:
             raise UsageError("--limit must be 0 or more")
         try:
             registry = self.registry
         except NoRegistry:
             return 0, []
-        resolved = os.path.normpath(Path(script).expanduser().absolute()) if script else None
-        return registry.list_runs(status, script, limit, resolved)
+        return registry.select(selection, limit)
+
+    def selected_ids(self, refs: Sequence[str], selection: Selection) -> list[str]:
+        """The runs named (ids, prefixes, latest) plus those the selection matches, in order,
+        each once. A selection that matches nothing is an error when no run is named."""
+        ids = [self._find(ref).run_id for ref in refs]
+        if not selection.is_empty:
+            try:
+                _total, runs = self.registry.select(selection, None)
+            except NoRegistry:
+                runs = []
+            if not runs and not ids:
+                raise NotFoundError("No runs match the selection")
+            ids += [run.run_id for run in reversed(runs)]
+        if not ids:
+            raise UsageError("Name at least one run, or select runs (--sweep, --label, --tag, ...)")
+        return list(dict.fromkeys(ids))
 
     def health(self) -> dict[str, Any]:
         try:
@@ -293,56 +325,80 @@ class Service:
         return data
 
     def cancel(self, ref: str, grace: float) -> CancelResult:
-        """Cancel a queued run at once, or ask a running run's supervisor to end it; returns
+        """Cancel a queued run at once, or have a running run's supervisor end it; returns
         once the run is final (its tree ended)."""
         run = self._find(ref)
-        states = self.states()
-        if states.cancel_queued(run.run_id) is not None:
-            return CancelResult(True, "Run cancelled", self._reread(run.run_id))
-        current = states.request_cancel(run.run_id, "cancelled by user", grace)
-        if current is None:
+        if not self._begin_cancel(run.run_id, grace):
             current = self._reread(run.run_id)
             return CancelResult(False, f"Run already {current.status}", current)
-        supervisor = current.supervisor_identity
-        if supervisor is not None and self.backend.signal(supervisor, "SIGTERM"):
-            final = self._await_final(current.run_id, grace + 15.0)
-            if final is not None:
-                return CancelResult(True, "Run cancelled", final)
-        # Nobody (left) to end it: end its tree here and record the cancel.
-        current = self._reread(run.run_id)
-        if current.status == "running":
-            self.backend.terminate(current.script_identity, current.run_id, grace)
-            from btmanager.lifecycle.settle import settle_one
-
-            if settle_one(states, current, self.backend, self.clock) is None:
-                states.lose(current.run_id, "cancelled by user", FailureKind.CANCELLED)
+        self._end_cancel(run.run_id, grace)
         return CancelResult(True, "Run cancelled", self._reread(run.run_id))
 
+    def cancel_many(self, run_ids: Sequence[str], grace: float) -> int:
+        """Cancel every queued and running run of `run_ids` (together, not one after the
+        other); how many were cancelled."""
+        begun = [run_id for run_id in run_ids if self._begin_cancel(run_id, grace)]
+        for run_id in begun:
+            self._end_cancel(run_id, grace)
+        return len(begun)
+
+    def _begin_cancel(self, run_id: str, grace: float) -> bool:
+        """Cancel a queued run, or ask a running run's supervisor to; False if it was final."""
+        states = self.states()
+        if states.cancel_queued(run_id) is not None:
+            return True
+        current = states.request_cancel(run_id, "cancelled by user", grace)
+        if current is None:
+            return False
+        supervisor = current.supervisor_identity
+        if supervisor is not None:
+            self.backend.signal(supervisor, "SIGTERM")
+        return True
+
+    def _end_cancel(self, run_id: str, grace: float) -> None:
+        """Wait for a cancelled run to be final; end its tree here if nobody else can."""
+        final = self._await_final(run_id, grace + 15.0)
+        if final is not None:
+            return
+        current = self._reread(run_id)
+        if current.status != "running":
+            return
+        self.backend.terminate(current.script_identity, current.run_id, grace)
+        from btmanager.lifecycle.settle import settle_one
+
+        states = self.states()
+        if settle_one(states, current, self.backend, self.clock) is None:
+            states.lose(current.run_id, "cancelled by user", FailureKind.CANCELLED)
+
     def _await_final(self, run_id: str, patience: float) -> Run | None:
-        """The run once final; None if its supervisor died first or `patience` ran out."""
+        """The run once final; None if nobody supervises it (any more) or `patience` ran out."""
         deadline = time.monotonic() + patience
         while time.monotonic() < deadline:
             run = self._reread(run_id)
             if run.is_final:
                 return run
             supervisor = run.supervisor_identity
-            if supervisor is not None and not self.backend.is_alive(supervisor):
+            if supervisor is None or not self.backend.is_alive(supervisor):
+                time.sleep(_WAIT_POLL / 4)  # it may have recorded the end just now
                 run = self._reread(run_id)
                 return run if run.is_final else None
             time.sleep(_WAIT_POLL / 4)
         return None
 
-    def wait(self, refs: Sequence[str], timeout: float | None) -> tuple[list[Run], bool]:
+    def wait(self, ids: Sequence[str], timeout: float | None) -> tuple[list[Run], bool]:
         """Block until every run is final; (runs, timed_out)."""
-        ids = [self._find(ref).run_id for ref in refs]
         deadline = None if timeout is None else time.monotonic() + timeout
         next_housekeeping = time.monotonic() + 2.0
+        final: dict[str, Run] = {}
         while True:
-            runs = [self.registry.get(run_id) for run_id in ids]
-            if all(run.status in FINAL_STATUSES for run in runs):
-                return runs, False
+            pending = [run_id for run_id in ids if run_id not in final]
+            for run in self.registry.get_many(pending):
+                if run.status in FINAL_STATUSES:
+                    final[run.run_id] = run
+            if len(final) == len(ids):
+                return [final[run_id] for run_id in ids], False
             if deadline is not None and time.monotonic() >= deadline:
-                return runs, True
+                return self.registry.get_many(ids), True
             if time.monotonic() >= next_housekeeping:
                 self._housekeeping(self.registry)
                 next_housekeeping = time.monotonic() + 2.0
@@ -458,7 +514,10 @@ class Service:
         if rules is None and run.rules is not None:
             rules = Rules.from_dict(run.rules)
         report = validate_dir(Path(run.output_dir), rules, run.params)
-        updated = self.states().revalidate(run.run_id, report.to_dict())
+        from btmanager.validation.metrics import read_metrics
+
+        metrics = read_metrics(Path(run.output_dir))
+        updated = self.states().revalidate(run.run_id, report.to_dict(), metrics)
         return ValidationOutcome(report, run.run_id, updated)
 
     # --- queue ------------------------------------------------------------------------------

@@ -513,3 +513,27 @@ def test_after_a_completed_run_starts(world: dict[str, Any]) -> None:
     assert world["registry"].has_claimable(10) is True
     claimed = states.claim(me)
     assert claimed is not None and claimed.run_id == second.run_id
+
+
+def test_metrics_are_stored_with_each_validation(world: dict[str, Any]) -> None:
+    from btmanager.validation.metrics import read_metrics
+
+    states: RunStates = world["states"]
+    run = _create(world, detached=False)
+    folder = Path(run.output_dir)
+    (folder / "summary.csv").write_text(
+        "metric,value\ntotal_pnl,1250.5\nwin_rate,0.61\nnote,not a number\nsharpe_ratio,nan\n"
+    )
+    metrics = read_metrics(folder)
+    assert metrics == {"total_pnl": 1250.5, "win_rate": 0.61}
+    states.end(run.run_id, ExitRecord(0, iso(START)), {"valid": True}, metrics)
+
+    def stored() -> dict[str, float]:
+        rows = world["registry"].db.execute(
+            "SELECT name, value FROM metrics WHERE run_id = ?", (run.run_id,)
+        )
+        return {str(row[0]): float(row[1]) for row in rows}
+
+    assert stored() == metrics
+    states.revalidate(run.run_id, {"valid": True}, {"total_pnl": 3.0})
+    assert stored() == {"total_pnl": 3.0}  # replaced, not added to

@@ -10,7 +10,13 @@ import typer
 from btmanager import exitcodes
 from btmanager.app import JsonOption, app, service
 from btmanager.commands._output import Output
-from btmanager.commands.inspect import RunRef
+from btmanager.commands._selection import (
+    LabelOption,
+    ScriptOption,
+    StatusOption,
+    SweepOption,
+    TagOption,
+)
 from btmanager.errors import UsageError
 from btmanager.registry.model import Status
 from btmanager.settings import DEFAULT_GRACE
@@ -19,7 +25,15 @@ from btmanager.settings import DEFAULT_GRACE
 @app.command()
 def cancel(
     ctx: typer.Context,
-    run_id: RunRef,
+    run_ids: Annotated[
+        list[str] | None,
+        typer.Argument(metavar="[RUN_ID]...", help="Runs to cancel (ids, prefixes, latest)."),
+    ] = None,
+    sweep: SweepOption = None,
+    label: LabelOption = None,
+    tag: TagOption = None,
+    status: StatusOption = None,
+    script: ScriptOption = None,
     grace: Annotated[
         float,
         typer.Option(
@@ -28,27 +42,41 @@ def cancel(
     ] = DEFAULT_GRACE,
     json_output: JsonOption = False,
 ) -> None:
-    """Cancel a queued or running run (its whole process tree).
+    """Cancel queued or running runs (each with its whole process tree).
 
     A queued run never starts. A running one gets SIGTERM (its whole tree), then SIGKILL after
-    the grace period. Exit 1 if the run had already finished.
+    the grace period; the command returns once it has ended. One run named: exit 1 if it had
+    already finished. With a selection (--sweep, ...): every queued and running run of it.
     """
     if grace < 0:
         raise UsageError("--grace must be 0 or more")
-    result = service(ctx).cancel(run_id, grace)
-    text = f"{result.message}: {result.run.run_id}"
-    Output(json_output).message(text, result.success, result.to_dict())
-    if not result.success:
-        raise typer.Exit(exitcodes.FAILED)
+    svc = service(ctx)
+    selection = svc.selection(sweep, label, tag, status, script)
+    refs = list(run_ids or [])
+    if len(refs) == 1 and selection.is_empty:
+        result = svc.cancel(refs[0], grace)
+        text = f"{result.message}: {result.run.run_id}"
+        Output(json_output).message(text, result.success, result.to_dict())
+        if not result.success:
+            raise typer.Exit(exitcodes.FAILED)
+        return
+    count = svc.cancel_many(svc.selected_ids(refs, selection), grace)
+    document = {"success": True, "cancelled": count}
+    Output(json_output).message(f"Cancelled {count} runs", True, document)
 
 
 @app.command()
 def wait(
     ctx: typer.Context,
     run_ids: Annotated[
-        list[str],
-        typer.Argument(metavar="RUN_ID...", help="Runs to wait for (ids, prefixes, latest)."),
-    ],
+        list[str] | None,
+        typer.Argument(metavar="[RUN_ID]...", help="Runs to wait for (ids, prefixes, latest)."),
+    ] = None,
+    sweep: SweepOption = None,
+    label: LabelOption = None,
+    tag: TagOption = None,
+    status: StatusOption = None,
+    script: ScriptOption = None,
     timeout: Annotated[
         float | None, typer.Option(metavar="SECONDS", help="Give up after this long (exit 124).")
     ] = None,
@@ -56,13 +84,15 @@ def wait(
 ) -> None:
     """Block until the runs finish; exit 0 if all completed.
 
-    Exit 1 if any failed or was cancelled, 124 if --timeout passed first.
+    Exit 1 if any failed or was cancelled, 124 if --timeout passed first. Runs are named, or
+    selected (--sweep ID waits for all its runs).
     """
     if timeout is not None and timeout < 0:
         raise UsageError("--timeout must be 0 or more")
     svc = service(ctx)
+    ids = svc.selected_ids(list(run_ids or []), svc.selection(sweep, label, tag, status, script))
     try:
-        runs, timed_out = svc.wait(run_ids, timeout)
+        runs, timed_out = svc.wait(ids, timeout)
     except KeyboardInterrupt:
         raise typer.Exit(exitcodes.CANCELLED) from None
     document = {"runs": [run.to_status_dict() for run in runs]}

@@ -10,6 +10,13 @@ import typer
 
 from btmanager.app import JsonOption, app, service
 from btmanager.commands._output import Output
+from btmanager.commands._selection import (
+    LabelOption,
+    ScriptOption,
+    StatusOption,
+    SweepOption,
+    TagOption,
+)
 from btmanager.errors import UsageError
 
 RunRef = Annotated[
@@ -98,25 +105,20 @@ def results(
 @app.command("list")
 def list_runs(
     ctx: typer.Context,
-    status: Annotated[
-        str | None,
-        typer.Option(
-            metavar="STATUS",
-            help="Only runs with this status: queued, running, completed, failed, cancelled.",
-        ),
-    ] = None,
+    status: StatusOption = None,
     limit: Annotated[
         int, typer.Option(metavar="N", help="At most this many runs, newest first.")
     ] = 50,
-    script: Annotated[
-        str | None,
-        typer.Option(metavar="NAME", help="Only runs of this script (path, or file name)."),
-    ] = None,
+    script: ScriptOption = None,
+    sweep: SweepOption = None,
+    label: LabelOption = None,
+    tag: TagOption = None,
     json_output: JsonOption = False,
 ) -> None:
     """List runs, newest first."""
     svc = service(ctx)
-    total, runs = svc.list_runs(status, script, limit)
+    selection = svc.selection(sweep, label, tag, status, script)
+    total, runs = svc.list_runs(selection, limit)
     document = {"total": total, "runs": [run.to_status_dict() for run in runs]}
     Output(json_output).runs(total, runs, str(svc.settings.db_path), document)
 

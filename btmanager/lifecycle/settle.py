@@ -47,6 +47,15 @@ def report_for(run: Run, record: ExitRecord) -> dict[str, Any] | None:
     return validate_run_folder(run)
 
 
+def metrics_for(run: Run, report: dict[str, Any] | None) -> dict[str, float] | None:
+    """summary.csv's numeric metrics, stored whenever a run is validated."""
+    if report is None:
+        return None
+    from btmanager.validation.metrics import read_metrics
+
+    return read_metrics(Path(run.output_dir))
+
+
 def _age(run: Run, clock: Clock) -> float:
     started = parse_iso(run.started_at)
     return (clock.now() - started).total_seconds() if started else 0.0
@@ -87,7 +96,8 @@ def settle_one(
 ) -> Run | None:
     record = exitrecord.read(Path(run.output_dir))
     if record is not None:
-        return states.end(run.run_id, record, report_for(run, record))
+        report = report_for(run, record)
+        return states.end(run.run_id, record, report, metrics_for(run, report))
     script = run.script_identity
     supervisor = f"supervisor (pid {run.supervisor_pid})"
     if script is not None and backend.is_alive(script):

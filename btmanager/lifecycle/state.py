@@ -106,9 +106,7 @@ class RunStates:
 
     # --- creation and start --------------------------------------------------------------------
 
-    def create(
-        self, values: Mapping[str, Any], *, running: bool, after: Sequence[str] = ()
-    ) -> Run:
+    def create(self, values: Mapping[str, Any], *, running: bool, after: Sequence[str] = ()) -> Run:
         """Record a new run: `queued`, or `running` at once (a foreground run). A queued run
         with `after` starts only once each of those runs has completed."""
         (run,) = self.create_many([values], running=running, after=after)
@@ -267,7 +265,13 @@ class RunStates:
 
     # --- the end -----------------------------------------------------------------------------
 
-    def end(self, run_id: str, record: ExitRecord, report: Mapping[str, Any] | None) -> Run | None:
+    def end(
+        self,
+        run_id: str,
+        record: ExitRecord,
+        report: Mapping[str, Any] | None,
+        metrics: Mapping[str, float] | None = None,
+    ) -> Run | None:
         """A running run's script ended as `record` says: make the run final.
 
         Returns the final run, or None if it was already final (someone else settled it).
@@ -294,7 +298,17 @@ class RunStates:
                 values["log_size"] = record.log_size
                 values["log_lines"] = record.log_lines
             self.registry.update_in(db, run_id, values, (Status.RUNNING,))
+            if report is not None and decision.status != Status.CANCELLED:
+                self._store_metrics(db, run_id, metrics or {})
         return self._recorded(run_id)
+
+    @staticmethod
+    def _store_metrics(db: sqlite3.Connection, run_id: str, metrics: Mapping[str, float]) -> None:
+        db.execute("DELETE FROM metrics WHERE run_id = ?", (run_id,))
+        db.executemany(
+            "INSERT INTO metrics (run_id, name, value) VALUES (?, ?, ?)",
+            [(run_id, name, value) for name, value in metrics.items()],
+        )
 
     def lose(
         self, run_id: str, message: str, kind: FailureKind = FailureKind.SUPERVISOR_LOST
@@ -322,7 +336,9 @@ class RunStates:
             )
         return self._recorded(run_id)
 
-    def revalidate(self, run_id: str, report: Mapping[str, Any]) -> Run:
+    def revalidate(
+        self, run_id: str, report: Mapping[str, Any], metrics: Mapping[str, float] | None = None
+    ) -> Run:
         """Store a new validation; a finished run that exited 0 and failed (if at all) only for
         its output follows the new result. Cancelled runs and other failures keep theirs."""
         with self.registry.write() as db:
@@ -343,4 +359,6 @@ class RunStates:
                 values["failure_kind"] = None if valid else str(FailureKind.VALIDATION)
                 values["error_message"] = None if valid else describe_validation(report)
             self.registry.update_in(db, run_id, values)
+            if run.status != Status.CANCELLED:
+                self._store_metrics(db, run_id, metrics or {})
         return self._recorded(run_id)

@@ -263,7 +263,7 @@ class Supervisor:
         )
 
     def _finish(self, record: ExitRecord) -> int:
-        from btmanager.lifecycle.settle import report_for
+        from btmanager.lifecycle.settle import metrics_for, report_for
 
         exitrecord.write(self.run_dir, record)
         run = self.run
@@ -274,12 +274,13 @@ class Supervisor:
             except BtError:
                 pass
         report = report_for(run, record)
+        metrics = metrics_for(run, report)
         deadline = time.monotonic() + RECORD_PATIENCE
         while True:
             states = self._states()
             if states is not None:
                 try:
-                    states.end(self.run.run_id, record, report)
+                    states.end(self.run.run_id, record, report, metrics)
                     break
                 except BtError:
                     pass

@@ -15,6 +15,7 @@ import os
 import sqlite3
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ParamSpec, TypeVar
 
@@ -191,6 +192,51 @@ ORDER BY r.seq
 """
 
 
+@dataclass(frozen=True)
+class Selection:
+    """Which runs a command acts on (`--sweep/--label/--tag/--status/--script`): all must hold.
+
+    `sweep` is a full sweep id (resolve prefixes with `Registry.resolve_sweep`); `script`
+    matches the path given at submission, its file name, or `script_resolved`.
+    """
+
+    sweep: str | None = None
+    label: str | None = None
+    tags: tuple[str, ...] = ()
+    status: str | None = None
+    script: str | None = None
+    script_resolved: str | None = None
+
+    @property
+    def is_empty(self) -> bool:
+        return not (self.sweep or self.label is not None or self.tags or self.status or self.script)
+
+
+def _where(selection: Selection) -> tuple[str, list[Any]]:
+    where: list[str] = []
+    args: list[Any] = []
+    if selection.sweep:
+        where.append("sweep_id = ?")
+        args.append(selection.sweep)
+    if selection.label is not None:
+        where.append("label = ?")
+        args.append(selection.label)
+    for tag in selection.tags:
+        where.append("EXISTS (SELECT 1 FROM tags t WHERE t.run_id = runs.run_id AND t.tag = ?)")
+        args.append(tag)
+    if selection.status:
+        where.append("status = ?")
+        args.append(selection.status)
+    if selection.script:
+        where.append("(script_path = ? OR script_path LIKE ? ESCAPE '\\' OR script_resolved = ?)")
+        args += [
+            selection.script,
+            "%/" + _escape_like(selection.script),
+            selection.script_resolved or selection.script,
+        ]
+    return (f"WHERE {' AND '.join(where)}" if where else ""), args
+
+
 def dumps(value: Any) -> str | None:
     return None if value is None else json.dumps(value)
 
@@ -349,6 +395,19 @@ class Registry:
         return Run.from_row(candidates[0])
 
     @_guarded
+    def select(
+        self, selection: Selection | None = None, limit: int | None = 50
+    ) -> tuple[int, list[Run]]:
+        """(count of runs the selection matches, ignoring the limit; newest `limit` of them)."""
+        clause, args = _where(selection or Selection())
+        total = self.db.execute(f"SELECT COUNT(*) FROM runs {clause}", args).fetchone()[0]
+        sql = f"SELECT * FROM runs {clause} ORDER BY seq DESC"
+        if limit is not None:
+            sql += " LIMIT ?"
+            args = [*args, limit]
+        rows = self.db.execute(sql, args).fetchall()
+        return int(total), [Run.from_row(row) for row in rows]
+
     def list_runs(
         self,
         status: str | None = None,
@@ -356,25 +415,55 @@ class Registry:
         limit: int = 50,
         script_resolved: str | None = None,
     ) -> tuple[int, list[Run]]:
-        """(count matching the filters ignoring the limit, newest `limit` of them)."""
-        where: list[str] = []
-        args: list[Any] = []
-        if status:
-            where.append("status = ?")
-            args.append(status)
-        if script:
-            # A script matches by the path given at submission, by its file name, or by the
-            # absolute path it resolved to.
-            where.append(
-                "(script_path = ? OR script_path LIKE ? ESCAPE '\\' OR script_resolved = ?)"
-            )
-            args += [script, "%/" + _escape_like(script), script_resolved or script]
-        clause = f"WHERE {' AND '.join(where)}" if where else ""
-        total = self.db.execute(f"SELECT COUNT(*) FROM runs {clause}", args).fetchone()[0]
+        return self.select(
+            Selection(status=status, script=script, script_resolved=script_resolved), limit
+        )
+
+    @_guarded
+    def resolve_sweep(self, ref: str) -> str:
+        """A full sweep id or a unique prefix of one (with or without `sweep_`)."""
+        ref = ref.strip()
+        if not ref:
+            raise NotFoundError("Empty sweep id")
+        prefix = ref if ref.startswith("sweep_") else f"sweep_{ref}"
         rows = self.db.execute(
-            f"SELECT * FROM runs {clause} ORDER BY seq DESC LIMIT ?", [*args, limit]
+            "SELECT sweep_id FROM sweeps WHERE sweep_id LIKE ? ESCAPE '\\' ORDER BY created_at DESC"
+            " LIMIT 11",
+            (_escape_like(prefix) + "%",),
         ).fetchall()
-        return int(total), [Run.from_row(row) for row in rows]
+        exact = [row[0] for row in rows if row[0] == prefix]
+        if exact:
+            return str(exact[0])
+        if not rows:
+            raise NotFoundError(f"No sweep matches '{ref}'")
+        if len(rows) > 1:
+            names = ", ".join(str(row[0]) for row in rows[:10])
+            raise AmbiguousRunError(f"Sweep id prefix '{ref}' is ambiguous; candidates: {names}")
+        return str(rows[0][0])
+
+    @_guarded
+    def get_many(self, run_ids: Sequence[str]) -> list[Run]:
+        """The runs, in the order given (missing ones are left out)."""
+        found: dict[str, Run] = {}
+        for start in range(0, len(run_ids), 500):
+            chunk = list(run_ids[start : start + 500])
+            marks = ", ".join("?" for _ in chunk)
+            for row in self.db.execute(f"SELECT * FROM runs WHERE run_id IN ({marks})", chunk):
+                run = Run.from_row(row)
+                found[run.run_id] = run
+        return [found[run_id] for run_id in run_ids if run_id in found]
+
+    @_guarded
+    def tags_of(self, run_ids: Sequence[str]) -> dict[str, list[str]]:
+        found: dict[str, list[str]] = {run_id: [] for run_id in run_ids}
+        for start in range(0, len(run_ids), 500):
+            chunk = list(run_ids[start : start + 500])
+            marks = ", ".join("?" for _ in chunk)
+            for row in self.db.execute(
+                f"SELECT run_id, tag FROM tags WHERE run_id IN ({marks}) ORDER BY tag", chunk
+            ):
+                found[str(row[0])].append(str(row[1]))
+        return found
 
     @_guarded
     def count_by_status(self) -> dict[str, int]:
