@@ -305,23 +305,49 @@ class Service:
         return list(dict.fromkeys(ids))
 
     def health(self) -> dict[str, Any]:
-        try:
-            counts = self.registry.count_by_status()
-            limit = self.parallel()
-        except NoRegistry:
-            counts = dict.fromkeys(STATUSES, 0)
-            limit = self.parallel()
+        """The registry's and the results folder's health, and the queue's counts.
+
+        Unhealthy (with the reasons): a results path that is not a readable folder, a registry
+        that fails SQLite's quick_check or cannot be opened. Worth saying but not unhealthy:
+        a registry that could not be written just now (busy, full disk).
+        """
+        problems: list[str] = []
+        notes: list[str] = []
+        root = self.settings.results_dir
+        if root.exists() and not root.is_dir():
+            problems.append(f"the results path {root} is a file, not a folder")
+        elif root.is_dir() and not os.access(root, os.R_OK | os.X_OK):
+            problems.append(f"the results folder {root} cannot be read")
+        counts = dict.fromkeys(STATUSES, 0)
+        limit: int | None = None
+        if not problems:
+            try:
+                registry = self.registry
+                verdict = registry.quick_check()
+                if verdict != "ok":
+                    problems.append(f"the registry {self.settings.db_path} is corrupt: {verdict}")
+                counts = registry.count_by_status()
+                limit = self.parallel()
+            except NoRegistry:
+                limit = self.parallel()
+            except BtError as exc:
+                problems.append(str(exc))
+        if self.housekeeping_problem:
+            notes.append(self.housekeeping_problem)
         data: dict[str, Any] = {
-            "status": "healthy",
+            "status": "unhealthy" if problems else "healthy",
             "timestamp": now_iso(),
             "active_runs": counts[RUNNING],
             "queued_runs": counts[QUEUED],
             "registry": str(self.settings.db_path),
-            "results_dir": str(self.settings.results_dir),
+            "registry_exists": self.settings.db_path.exists(),
+            "results_dir": str(root),
             "max_parallel": limit,
         }
-        if self.housekeeping_problem:
-            data["problem"] = self.housekeeping_problem
+        if problems:
+            data["reason"] = "; ".join(problems)
+        if notes:
+            data["problem"] = "; ".join(notes)
         return data
 
     def cancel(self, ref: str, grace: float) -> CancelResult:

@@ -8,6 +8,7 @@ from typing import Annotated
 
 import typer
 
+from btmanager import exitcodes
 from btmanager.app import JsonOption, app, service
 from btmanager.commands._output import Output
 from btmanager.commands._selection import (
@@ -126,4 +127,7 @@ def list_runs(
 @app.command()
 def health(ctx: typer.Context, json_output: JsonOption = False) -> None:
     """Registry health and counts of running and queued runs."""
-    Output(json_output).health(service(ctx).health())
+    data = service(ctx).health()
+    Output(json_output).health(data)
+    if data["status"] != "healthy":
+        raise typer.Exit(exitcodes.FAILED)

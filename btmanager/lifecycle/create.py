@@ -6,7 +6,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from btmanager.command import build_argv, build_env, check_runnable, resolve_script
 from btmanager.errors import StorageError
@@ -15,6 +15,9 @@ from btmanager.logs import LOG_FILE
 from btmanager.registry.model import ProcessIdentity, Run
 from btmanager.settings import DEFAULT_GRACE, Settings
 from btmanager.timeutil import new_run_id
+
+if TYPE_CHECKING:
+    from btmanager.execution import LaunchSpec
 
 DEFAULT_DETACHED_NICE = 10
 # A run folder holds the script's results and its log: owner-only, whatever the umask.
@@ -95,33 +98,98 @@ def create_run(
         "grace_seconds": request.grace,
         "validate": int(request.validate),
         "rules": request.rules,
-        # A detached run starts later, in a worker another `bt` command may have started: keep
-        # the submitter's environment with the run (a foreground run uses it directly).
-        "env": env if detached else None,
     }
     if watcher is not None:
         values["worker_pid"] = watcher.pid
         values["worker_create_time"] = watcher.create_time
     try:
+        if detached:
+            save_environment(output_dir, env)
         return states.create(values, running=not detached)
     except BaseException:
-        _remove_empty(output_dir)
+        _remove_folder(output_dir)
         raise
 
 
-def _remove_empty(folder: Path) -> None:
+def _remove_folder(folder: Path) -> None:
+    import shutil
+
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+# A detached run starts later, in a worker another `bt` command may have started, and must see
+# its submitter's environment (credentials for data sources included). It is kept in the run's
+# owner-only folder, never in the registry, and deleted as soon as the script has started (the
+# running script's own environment is readable by its owner only). Not kept: what bt sets anew
+# for each run, and what describes the submitting terminal rather than the user.
+ENV_FILE = "env.json"
+NOT_KEPT = frozenset(
+    {
+        "BACKTEST_RUN_ID",
+        "BACKTEST_OUTPUT_DIR",
+        "BT_SERVE_TOKEN",
+        "COLUMNS",
+        "LINES",
+        "TERM_SESSION_ID",
+        "WINDOWID",
+        "SHLVL",
+        "OLDPWD",
+        "_",
+    }
+)
+
+
+def save_environment(output_dir: Path, env: Mapping[str, str]) -> None:
+    import json
+
+    from btmanager.lifecycle.exitrecord import STATE_DIR
+
+    kept = {key: value for key, value in env.items() if key not in NOT_KEPT}
+    folder = output_dir / STATE_DIR
     try:
-        folder.rmdir()
+        folder.mkdir(mode=0o700, exist_ok=True)
+        fd = os.open(folder / ENV_FILE, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            json.dump(kept, handle)
+    except OSError as exc:
+        raise StorageError(
+            f"Cannot write the run folder {output_dir}: {exc.strerror or exc}"
+        ) from None
+
+
+def load_environment(output_dir: Path) -> dict[str, str] | None:
+    import json
+
+    from btmanager.lifecycle.exitrecord import STATE_DIR
+
+    try:
+        data = json.loads((output_dir / STATE_DIR / ENV_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if not isinstance(data, dict):
+        return None
+    return {str(key): str(value) for key, value in data.items()}
+
+
+def forget_environment(output_dir: Path) -> None:
+    from btmanager.lifecycle.exitrecord import STATE_DIR
+
+    try:
+        (output_dir / STATE_DIR / ENV_FILE).unlink()
     except OSError:
         pass
 
 
-def launch_spec(run: Run, environ: Mapping[str, str] | None = None) -> Any:
+def launch_spec(run: Run, environ: Mapping[str, str] | None = None) -> LaunchSpec:
     """The exact argv, environment, folder and log of a run's script."""
     from btmanager.execution import LaunchSpec
 
     output_dir = Path(run.output_dir)
-    base = run.env if run.env is not None else (os.environ if environ is None else environ)
+    base: Mapping[str, str] | None = run.env  # runs queued by older versions kept it here
+    if base is None and run.detached:
+        base = load_environment(output_dir)
+    if base is None:
+        base = os.environ if environ is None else environ
     env = build_env(base, run.run_id, output_dir)
     return LaunchSpec(
         argv=run.command,

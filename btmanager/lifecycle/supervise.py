@@ -146,6 +146,9 @@ class Supervisor:
         except (OSError, ValueError) as exc:  # ValueError: e.g. a NUL byte in an argument
             reason = getattr(exc, "strerror", None) or str(exc)
             return self._finish(ExitRecord(None, self.clock.now_iso(), launch_error=reason))
+        from btmanager.lifecycle.create import forget_environment
+
+        forget_environment(self.run_dir)  # the script has it now; no copy stays on disk
         self._try("script_started", self.run.run_id, self.script.identity)
         outcome = self._watch(self.script)
         return self._finish(self._record(outcome))
@@ -263,8 +266,10 @@ class Supervisor:
         )
 
     def _finish(self, record: ExitRecord) -> int:
+        from btmanager.lifecycle.create import forget_environment
         from btmanager.lifecycle.settle import metrics_for, report_for
 
+        forget_environment(self.run_dir)
         exitrecord.write(self.run_dir, record)
         run = self.run
         states = self._states()

@@ -500,6 +500,12 @@ class Registry:
         return bool(row and row[0])
 
     @_guarded
+    def quick_check(self) -> str:
+        """SQLite's own consistency check: "ok", or what it found."""
+        rows = self.db.execute("PRAGMA quick_check").fetchall()
+        return "; ".join(str(row[0]) for row in rows[:5]) or "ok"
+
+    @_guarded
     def setting(self, key: str) -> str | None:
         return self.setting_in(self.db, key)
 

@@ -299,9 +299,14 @@ def write_files(listing: Mapping[str, Any], out: IO[str] | None = None) -> None:
 
 
 def health_line(health: Mapping[str, Any]) -> str:
+    if health.get("reason"):
+        return f"{health['status']}: {health['reason']}"
+    registry = str(health["registry"])
+    if not health.get("registry_exists", True):
+        registry += " (not created yet: no runs recorded there)"
     text = (
         f"{health['status']}: {health['active_runs']} running, {health['queued_runs']} queued "
-        f"(limit {health['max_parallel']}); registry {health['registry']}"
+        f"(limit {health['max_parallel']}); registry {registry}"
     )
     if health.get("problem"):
         text += f"; {health['problem']}"
