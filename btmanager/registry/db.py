@@ -122,7 +122,10 @@ def connect(db_path: Path, create: bool = True, readonly: bool = False) -> sqlit
         if version < LATEST_VERSION:
             # WAL lets readers and one writer work at once; it is persistent, so set it once.
             db.execute("PRAGMA journal_mode = WAL")
-            migrate(db)
+            if migrate(db):
+                # Creating tables filled the write-ahead log: fold it into the database and
+                # give the space back (a small disk would otherwise be full of it).
+                db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         # NORMAL is durable in WAL mode except for the last commits on power loss, and avoids
         # an fsync per transaction (hundreds of them when a queue drains).
         db.execute("PRAGMA synchronous = NORMAL")
