@@ -10,7 +10,6 @@ import typer
 from btmanager import exitcodes
 from btmanager.app import JsonOption, app, service
 from btmanager.commands.inspect import RunRef
-from btmanager.errors import UsageError
 from btmanager.render.common import emit_json, stdout_console
 from btmanager.store import COMPLETED
 
@@ -32,8 +31,9 @@ def cancel(
     A queued run never starts. A running one gets SIGTERM (its whole tree), then SIGKILL after
     the grace period. Exit 1 if the run had already finished.
     """
-    if grace < 0:
-        raise UsageError("--grace must be 0 or more")
+    from btmanager.commands import _options
+
+    _options.check(("--grace", grace, _options.GRACE))
     result = service(ctx).cancel(run_id, grace)
     if json_output:
         emit_json(result.to_dict())
@@ -60,8 +60,9 @@ def wait(
 
     Exit 1 if any failed or was cancelled, 124 if --timeout passed first.
     """
-    if timeout is not None and timeout < 0:
-        raise UsageError("--timeout must be 0 or more")
+    from btmanager.commands import _options
+
+    _options.check(("--timeout", timeout, _options.WAIT))
     try:
         runs, timed_out = service(ctx).wait(run_ids, timeout)
     except KeyboardInterrupt:
@@ -91,7 +92,8 @@ def worker(
     max_parallel: Annotated[
         int | None,
         typer.Option(
-            metavar="N", help="Runs at once (default: $BT_MAX_PARALLEL, else the CPU count).", min=1
+            metavar="N",
+            help="Runs at once, 1 to 1024 (default: $BT_MAX_PARALLEL, else the CPU count).",
         ),
     ] = None,
     idle_exit: Annotated[
@@ -110,6 +112,12 @@ def worker(
     Not needed for `bt run -d`, which starts a worker on demand; this one stays until stopped
     (SIGTERM/Ctrl-C cancel the runs it is executing) or, with --idle-exit, until idle.
     """
+    from btmanager.commands import _options
+
+    _options.check(
+        ("--max-parallel", max_parallel, _options.MAX_PARALLEL),
+        ("--idle-exit", idle_exit, _options.IDLE),
+    )
     from btmanager.execution.signals import stop_on_signals
 
     svc = service(ctx, spawn_workers=False)

@@ -38,19 +38,25 @@ def logs(
     ctx: typer.Context,
     run_id: RunRef,
     lines: Annotated[
-        int, typer.Option("--lines", "-n", metavar="N", help="How many last lines.")
+        int,
+        typer.Option("--lines", "-n", metavar="N", help="How many last lines (up to 10^9)."),
     ] = 100,
     follow: Annotated[
         bool, typer.Option("--follow", "-f", help="Keep printing new lines until the run ends.")
     ] = False,
     json_output: JsonOption = False,
 ) -> None:
-    """Print the last lines of a run's execution.log."""
+    """Print the last lines of a run's execution.log.
+
+    A line longer than 64 KiB is cut there and ends with "… [line truncated, N bytes]".
+    """
+    from btmanager.commands import _options
     from btmanager.render.common import write_lines
 
-    svc = service(ctx)
+    _options.check(("--lines", lines, _options.COUNT))
     if follow and json_output:
         raise UsageError("--follow and --json cannot be combined")
+    svc = service(ctx)
     if follow:
         try:
             write_lines(svc.follow(run_id, lines))
@@ -125,7 +131,7 @@ def list_runs(
         ),
     ] = None,
     limit: Annotated[
-        int, typer.Option(metavar="N", help="At most this many runs, newest first.")
+        int, typer.Option(metavar="N", help="At most this many runs (up to 10^9), newest first.")
     ] = 50,
     script: Annotated[
         str | None,
@@ -134,6 +140,9 @@ def list_runs(
     json_output: JsonOption = False,
 ) -> None:
     """List runs, newest first."""
+    from btmanager.commands import _options
+
+    _options.check(("--limit", limit, _options.COUNT))
     total, runs = service(ctx).list_runs(status, script, limit)
     if json_output:
         emit_json({"total": total, "runs": [run.to_status_dict() for run in runs]})
