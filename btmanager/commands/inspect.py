@@ -79,16 +79,34 @@ def results(
         typer.Argument(metavar="FILE", help="A file of the run folder to print (or save with -o)."),
     ] = None,
     output: Annotated[
-        Path | None,
-        typer.Option("--output", "-o", metavar="PATH", help="Write FILE here instead of stdout."),
+        str | None,  # as typed: Path() would drop the '/' of `-o out/`
+        typer.Option(
+            "--output",
+            "-o",
+            metavar="PATH",
+            help="Write FILE here instead of stdout (a new file, or a regular one with --force).",
+        ),
     ] = None,
+    force: Annotated[
+        bool, typer.Option("--force", help="Let --output replace an existing file.")
+    ] = False,
     json_output: JsonOption = False,
 ) -> None:
-    """List a run's result files, or download one of them."""
+    """List a run's result files, or download one of them.
+
+    Only files inside the run folder are listed and served: symlinks leading out of it,
+    hard-linked files and devices are left out (and refused when named).
+    """
+    if output is not None:
+        from btmanager.safe_files import check_destination
+
+        if file is None:
+            raise UsageError("--output needs a FILE to download")
+        check_destination(output, force=force, option="--output")
+    elif force:
+        raise UsageError("--force goes with --output")
     svc = service(ctx)
     if file is None:
-        if output is not None:
-            raise UsageError("--output needs a FILE to download")
         listing = svc.results(run_id).to_dict()
         if json_output:
             emit_json(listing)
@@ -97,27 +115,21 @@ def results(
 
             render_files(listing, stdout_console())
         return
-    source = svc.result_file(run_id, file)
-    if output is not None:
-        size = svc.copy_result(source, output)
-        if json_output:
-            emit_json(
-                {
-                    "run_id": svc.status(run_id).run_id,
-                    "file": file,
-                    "output": str(output),
-                    "size": size,
-                }
-            )
-        else:
-            stdout_console().print(f"Wrote {file} ({size} bytes) to {output}")
-        return
-    if json_output:
+    if output is None and json_output:
         raise UsageError("--json with FILE needs --output (file contents are not JSON)")
-    with open(source, "rb") as reader:
-        while chunk := reader.read(1024 * 1024):
-            sys.stdout.buffer.write(chunk)
-    sys.stdout.buffer.flush()
+    with svc.result_file(run_id, file) as source:
+        if output is None:
+            while chunk := source.read(1024 * 1024):
+                sys.stdout.buffer.write(chunk)
+            sys.stdout.buffer.flush()
+            return
+        size = svc.copy_result(source, Path(output), force)
+    if json_output:
+        emit_json(
+            {"run_id": svc.status(run_id).run_id, "file": file, "output": output, "size": size}
+        )
+    else:
+        stdout_console().print(f"Wrote {file} ({size} bytes) to {output}")
 
 
 @app.command("list")
