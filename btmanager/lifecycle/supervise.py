@@ -37,11 +37,13 @@ SAMPLE_AFTER = 0.5  # memory is sampled only for runs that last (wait4 covers sh
 SAMPLE_EVERY = 0.5
 COUNT_EVERY = 0.5  # how often it counts the log's new lines (`bt logs` totals stay cached)
 RECORD_RETRY = 1.0  # how often a registry that refuses the end is tried again
-# How long a registry that refuses the end is tried. With the exit record written, the next
-# `bt` command records the end from it, so a short wait is enough (and a foreground `bt` must
-# not hang on a full disk); without it, only this process knows how the script ended.
-PATIENCE_WITH_RECORD = 3.0
-PATIENCE_WITHOUT_RECORD = 600.0
+# How long a registry that refuses the end (full disk, lock held) is tried. The exit record
+# keeps the end for the next `bt` command, but a detached run's supervisor has nothing better to
+# do than record it itself as soon as it can; a foreground `bt` waits for its supervisor, so
+# that one gives up quickly and lets `bt` report.
+PATIENCE_WATCHED = 3.0
+PATIENCE_DETACHED = 60.0
+PATIENCE_WITHOUT_RECORD = 600.0  # only this process knows how the script ended
 
 WATCHER_GONE = "cancelled: bt was killed"
 
@@ -284,9 +286,9 @@ class Supervisor:
                 pass
         report = report_for(run, record)
         metrics = metrics_for(run, report)
-        patience = PATIENCE_WITH_RECORD
-        if not recorded:
-            patience = PATIENCE_WITH_RECORD if self.job.watched else PATIENCE_WITHOUT_RECORD
+        patience = PATIENCE_WATCHED if self.job.watched else PATIENCE_DETACHED
+        if not recorded and not self.job.watched:
+            patience = PATIENCE_WITHOUT_RECORD
         deadline = time.monotonic() + patience
         while True:
             states = self._states()
