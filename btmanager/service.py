@@ -521,7 +521,10 @@ class Service:
         rules = load_rules(rules_file, cwd)
         folder = Path(target)
         if folder.is_dir():
-            return ValidationOutcome(validate_dir(folder, rules), str(folder), None)
+            # A folder the user names is the one they chose, even through a symlink; a run's
+            # folder (below) is refused when its script replaced it by one.
+            report = validate_dir(folder, rules, allow_symlinked_folder=True)
+            return ValidationOutcome(report, str(folder), None)
         if folder.exists():
             raise UsageError(f"{target} is not a directory (give a run or a folder of outputs)")
         try:
