@@ -216,3 +216,41 @@ def test_run_folder_replaced_by_a_symlink(bt: BtRunner, tmp_path: Path) -> None:
     link.symlink_to(elsewhere)
     for named in (str(run), str(link), str(link) + "/"):
         assert f"trades.csv: {LEADS_OUT}" in validate(bt, named)["errors"]
+
+
+# --- rules files ------------------------------------------------------------------------------
+
+
+def _deep_toml(depth: int) -> str:
+    return "a = " + "[" * depth + "]" * depth + "\n"
+
+
+ROOT_ONLY = pytest.mark.skipif(os.geteuid() != 0, reason="making a device node needs root")
+
+
+@pytest.mark.parametrize(
+    ("name", "content", "fragments"),
+    [
+        ("deep.toml", _deep_toml(100_000), ("Rules file deep.toml", "nested too deeply")),
+        ("deep40.toml", _deep_toml(40), ("Rules file deep40.toml", "nested too deeply")),
+        ("big.toml", "# " + "x" * (1024 * 1024) + "\n", ("Rules file big.toml", "too large")),
+        pytest.param("zero", None, ("Rules file zero", "too large"), marks=ROOT_ONLY),
+    ],
+    ids=["deep-100000", "deep-40", "too-large", "device"],
+)
+def test_rules_files_are_bounded(
+    bt: BtRunner, tmp_path: Path, name: str, content: str | None, fragments: tuple[str, ...]
+) -> None:
+    folder = write_valid_run(tmp_path / "out")
+    write(bt.cwd, "s.py", VALID)
+    if content is None:  # a scratch node with /dev/zero's numbers: endless
+        os.mknod(bt.cwd / name, stat.S_IFCHR | 0o600, os.makedev(1, 5))
+    else:
+        (bt.cwd / name).write_text(content)
+    assert_usage_error(bt("validate", str(folder), "--rules", name), *fragments)
+    assert_usage_error(bt("run", "s.py", "--rules", name), *fragments)
+    assert not bt.results.exists() or not list(bt.results.glob("run_*"))
+    if content is not None:
+        (bt.cwd / name).rename(bt.cwd / "bt.toml")
+        bt_toml = tuple(f.replace(f"Rules file {name}", "Rules file bt.toml") for f in fragments)
+        assert_usage_error(bt("validate", str(folder)), *bt_toml)
