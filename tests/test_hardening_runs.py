@@ -1,5 +1,5 @@
 """Real processes meeting a hostile world: a run folder deleted under a running script, and drain
-workers meeting a busy and a corrupt registry.
+workers meeting a busy, a corrupt and a missing registry.
 
 A run whose folder disappears ends `failed` (failure_kind `folder_lost`), foreground or detached,
 validated or not, and its script does not run on. A drain worker says each registry problem in
@@ -143,6 +143,20 @@ def test_worker_meets_a_corrupt_registry(lab: QueueLab) -> None:
     health = lab.bt("health", "--json")
     assert health.code == 1 and health.stderr == ""
     assert health.json()["status"] == "unhealthy" and "corrupt" in health.json()["reason"]
+
+
+def test_worker_meets_a_missing_registry(lab: QueueLab) -> None:
+    _block_then_queue(lab)
+    db = lab.results / "bt.sqlite3"
+    for path in (db, Path(f"{db}-wal"), Path(f"{db}-shm")):
+        path.unlink(missing_ok=True)
+    lab.gate("blocker").touch()
+    _wait_for_worker_exit(lab)
+    log = lab.worker_log()
+    assert "Traceback" not in log, log
+    problems = _problem_lines(log)
+    assert len(problems) == 1 and "is missing" in problems[0], log
+    assert not db.exists()  # a worker does not make a new, empty registry in its place
 
 
 def _wait_for_worker_exit(lab: QueueLab) -> None:
