@@ -254,3 +254,13 @@ def test_rules_files_are_bounded(
         (bt.cwd / name).rename(bt.cwd / "bt.toml")
         bt_toml = tuple(f.replace(f"Rules file {name}", "Rules file bt.toml") for f in fragments)
         assert_usage_error(bt("validate", str(folder)), *bt_toml)
+
+
+def test_a_nul_byte_in_a_file_name_of_the_rules(bt: BtRunner, tmp_path: Path) -> None:
+    folder = write_valid_run(tmp_path / "out")
+    write(bt.cwd, "s.py", VALID)
+    (bt.cwd / "bt.toml").write_text('[files]\nrequired = ["a\\u0000b.csv"]\n')
+    fragments = ("Rules file bt.toml", "must be a relative path inside the run folder")
+    assert_usage_error(bt("validate", str(folder)), *fragments)
+    assert_usage_error(bt("run", "s.py"), *fragments)
+    assert not bt.results.exists() or not list(bt.results.glob("run_*"))
