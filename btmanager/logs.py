@@ -3,15 +3,24 @@
 Logs can be gigabytes, and one line can be too (a script printing a whole data frame). The last
 N lines are found by scanning blocks backwards from the end for line breaks, then read forwards;
 a line longer than LINE_CAP bytes keeps its first LINE_CAP bytes and says how long it was, so
-memory never depends on line lengths. The line count is kept up to date incrementally (the
-watcher counts while the run writes, and the registry caches size and count), so `bt logs` costs
-the same on a 1 MB and a 1 GB log.
+memory never depends on line lengths.
+
+The line count is kept up to date incrementally: `bt logs` leaves a count mark beside the log
+(size, newlines, and a fingerprint of the file: its inode and its first and last 4 KiB up to
+that size) and next time counts only what was written after it, so `bt logs` costs the same on
+a 1 MB and a 1 GB log once it has counted it. A log only grows while its script writes it, but
+a script (or a user) may also rewrite it, to any size: a fingerprint that no longer matches
+means the counted part changed, and the log is counted afresh. A bare (size, lines) pair cannot
+tell, which is why the count the supervisor records at a run's end is not used here.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
@@ -21,6 +30,11 @@ LINE_CAP = 64 * 1024
 _BLOCK = 64 * 1024
 _READ_BLOCK = 1024 * 1024
 _COUNT_BLOCK = 4 * 1024 * 1024
+# The count mark, among bt's own files of the run folder (lifecycle.exitrecord.STATE_DIR).
+STATE_DIR = ".bt"
+MARK_NAME = "log-count"
+_MARK_SAMPLE = 4096  # bytes fingerprinted at each end of the counted part
+_MARK_MAX = 4096  # a mark file is a few dozen bytes; anything bigger is not one
 
 
 class LogReader:
@@ -75,24 +89,126 @@ class LogReader:
             yield chunk
 
 
-def count_lines(handle: BinaryIO, cached_size: int | None, cached_lines: int | None) -> LogReader:
+@dataclass(frozen=True)
+class CountMark:
+    """The first `size` bytes of a log hold `newlines` line breaks, if it still has `digest`."""
+
+    size: int
+    newlines: int
+    digest: str
+
+
+def fingerprint(handle: BinaryIO, size: int) -> str:
+    """The inode and the first and last bytes of the file's first `size` bytes, hashed.
+
+    Cheap (two small reads) and sensitive to what a rewrite changes: a new file (inode), new
+    text at the start, or text that moved (the bytes just before `size`).
+    """
+    digest = hashlib.blake2b(digest_size=16)
+    digest.update(f"{os.fstat(handle.fileno()).st_ino}:{size}:".encode())
+    handle.seek(0)
+    digest.update(handle.read(min(size, _MARK_SAMPLE)))
+    start = max(0, size - _MARK_SAMPLE)
+    handle.seek(start)
+    digest.update(handle.read(size - start))
+    return digest.hexdigest()
+
+
+def count_lines(handle: BinaryIO, mark: CountMark | None) -> LogReader:
     """A reader positioned at the end of the file, its count made exact.
 
-    With a cache for a prefix of the file, only the bytes after it are read. A file that is
-    smaller than the cache says (rewritten) is counted from the start.
+    With a mark for a prefix of the file whose fingerprint still matches, only the bytes after
+    it are read; otherwise (no mark, a smaller file, a rewritten one) the file is counted from
+    the start.
     """
     size = os.fstat(handle.fileno()).st_size
-    if cached_size is not None and cached_lines is not None and 0 < cached_size <= size:
-        handle.seek(cached_size - 1)
+    if mark is not None and 0 < mark.size <= size and fingerprint(handle, mark.size) == mark.digest:
+        handle.seek(mark.size - 1)
         data = handle.read(1)
         last = data[0] if data else -1
-        newlines = cached_lines - (1 if last != 0x0A else 0)
-        reader = LogReader(None, cached_size, newlines, last, handle=handle)
+        reader = LogReader(None, mark.size, mark.newlines, last, handle=handle)
     else:
         reader = LogReader(None, handle=handle)
     for _ in reader.read_new(_COUNT_BLOCK):
         pass
     return reader
+
+
+def mark_for(handle: BinaryIO, reader: LogReader) -> CountMark:
+    """The mark of what `reader` counted."""
+    return CountMark(reader.offset, reader.newlines, fingerprint(handle, reader.offset))
+
+
+def read_mark(folder: Path) -> CountMark | None:
+    """The run folder's count mark; None if missing or not one (a script may write anything)."""
+    from btmanager.errors import BtError
+    from btmanager.safe_files import open_in_folder
+
+    try:
+        with open_in_folder(folder, f"{STATE_DIR}/{MARK_NAME}") as handle:
+            raw = handle.read(_MARK_MAX + 1)
+        data = json.loads(raw) if len(raw) <= _MARK_MAX else None
+    except (BtError, OSError, ValueError):
+        return None
+    if not isinstance(data, dict):
+        return None
+    size, newlines, digest = data.get("size"), data.get("newlines"), data.get("digest")
+    if type(size) is not int or type(newlines) is not int or not isinstance(digest, str):
+        return None
+    if size < 0 or not 0 <= newlines <= size:
+        return None
+    return CountMark(size, newlines, digest)
+
+
+def write_mark(folder: Path, mark: CountMark) -> bool:
+    """Leave the count mark in the run folder's state folder; False if it cannot be written.
+
+    The folder is the script's: it may have made the state folder, or the mark, a symlink to
+    somewhere else. Every step therefore goes from a descriptor of the run folder without
+    following a symlink, and the mark is written to a new temp file renamed over the old name
+    (a rename replaces a symlink itself, never what it points to).
+    """
+    # (os.replace takes the same dir_fd arguments as os.rename but is not listed itself.)
+    if not (os.open in os.supports_dir_fd and os.rename in os.supports_dir_fd):
+        return False  # without openat (Windows) the log is simply counted each time
+    directory = os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) | os.O_NOFOLLOW | os.O_CLOEXEC
+    data = json.dumps({"size": mark.size, "newlines": mark.newlines, "digest": mark.digest})
+    temp = f".{MARK_NAME}.{os.getpid()}.tmp"
+    try:
+        run_fd = os.open(folder, directory)
+    except OSError:
+        return False
+    try:
+        try:
+            os.mkdir(STATE_DIR, 0o700, dir_fd=run_fd)
+        except FileExistsError:
+            pass
+        state_fd = os.open(STATE_DIR, directory, dir_fd=run_fd)
+        try:
+            try:
+                os.unlink(temp, dir_fd=state_fd)  # left by a bt that died here with our pid
+            except FileNotFoundError:
+                pass
+            flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+            fd = os.open(temp, flags, 0o600, dir_fd=state_fd)
+            try:
+                os.write(fd, data.encode())
+            finally:
+                os.close(fd)
+            os.replace(temp, MARK_NAME, src_dir_fd=state_fd, dst_dir_fd=state_fd)
+            return True
+        except OSError:
+            try:
+                os.unlink(temp, dir_fd=state_fd)
+            except OSError:
+                pass
+            return False
+        finally:
+            os.close(state_fd)
+    except OSError:
+        return False
+    finally:
+        os.close(run_fd)
 
 
 class LineSplitter:

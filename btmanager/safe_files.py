@@ -34,7 +34,9 @@ _CLOEXEC = getattr(os, "O_CLOEXEC", 0)
 # and is then refused as not a regular file.
 _NONBLOCK = getattr(os, "O_NONBLOCK", 0)
 _DIR_FLAGS = os.O_RDONLY | _DIRECTORY | _NOFOLLOW | _CLOEXEC
-_FILE_FLAGS = os.O_RDONLY | _NOFOLLOW | _CLOEXEC | _NONBLOCK
+# A terminal device must not become our controlling terminal by being opened.
+_NOCTTY = getattr(os, "O_NOCTTY", 0)
+_FILE_FLAGS = os.O_RDONLY | _NOFOLLOW | _CLOEXEC | _NONBLOCK | _NOCTTY
 # openat() and friends; elsewhere (Windows) a resolve-then-check fallback is used.
 _AT_SUPPORTED = (
     os.open in os.supports_dir_fd and os.readlink in os.supports_dir_fd and _NOFOLLOW != 0
@@ -42,11 +44,34 @@ _AT_SUPPORTED = (
 
 
 class UnsafeFileError(UsageError):
-    """A file or folder that is refused: it leads outside the run folder or is not a file."""
+    """A file or folder that is refused: it leads outside the run folder or is not a file.
+
+    `reason` says why without naming the file or where a link points, for reports that name
+    the file themselves (validation: "trades.csv: refused: <reason>").
+    """
+
+    def __init__(self, message: str, reason: str | None = None) -> None:
+        super().__init__(message)
+        self.reason = reason or message
+
+
+class NotRegularFileError(UnsafeFileError):
+    """The name leads to a directory, FIFO, device or socket inside the folder."""
+
+
+class UnreadableFileError(UsageError):
+    """The file cannot be opened (permissions, I/O error); `reason` is the system's word."""
+
+    def __init__(self, message: str, reason: str) -> None:
+        super().__init__(message)
+        self.reason = reason
 
 
 class MissingFileError(NotFoundError):
     """The file (or the folder) does not exist."""
+
+
+_LEADS_OUT = "a symlink leading out of the run folder"
 
 
 def _kind(mode: int) -> str:
@@ -75,12 +100,20 @@ def split_name(name: str) -> tuple[str, ...]:
         raise UsageError("A file name must not be empty or hold a NUL byte")
     relative = PurePosixPath(name.replace("\\", "/"))
     if relative.is_absolute() or Path(name).is_absolute() or Path(name).drive:
-        raise UnsafeFileError(f"Refusing {name!r}: file names are relative to the run folder")
+        raise UnsafeFileError(
+            f"Refusing {name!r}: file names are relative to the run folder",
+            "file names are relative to the run folder",
+        )
     if ".." in relative.parts:
-        raise UnsafeFileError(f"Refusing {name!r}: '..' is not allowed in file names")
+        raise UnsafeFileError(
+            f"Refusing {name!r}: '..' is not allowed in file names",
+            "'..' is not allowed in file names",
+        )
     parts = tuple(part for part in relative.parts if part != ".")
     if not parts:
-        raise UnsafeFileError(f"Refusing {name!r}: it names the folder itself, not a file")
+        raise NotRegularFileError(
+            f"Refusing {name!r}: it names the folder itself, not a file", "it is a directory"
+        )
     return parts
 
 
@@ -155,11 +188,14 @@ class SafeFolder:
 
     def _check_regular(self, name: str, info: os.stat_result) -> None:
         if not stat.S_ISREG(info.st_mode):
-            raise UnsafeFileError(f"Refusing {name!r}: it is {_kind(info.st_mode)}")
+            kind = _kind(info.st_mode)
+            raise NotRegularFileError(f"Refusing {name!r}: it is {kind}", f"it is {kind}")
         if info.st_nlink > 1:
             raise UnsafeFileError(
                 f"Refusing {name!r}: it has {info.st_nlink} hard links, so it may be a file "
-                "from outside the run folder"
+                "from outside the run folder",
+                f"a hard link ({info.st_nlink} links), so it may be a file from outside the "
+                "run folder",
             )
 
     def _open_fd(self, name: str, parts: tuple[str, ...]) -> int:
@@ -175,7 +211,8 @@ class SafeFolder:
                 if part == "..":
                     if len(stack) == 1:
                         raise UnsafeFileError(
-                            f"Refusing {name!r}: a symlink in it points outside the run folder"
+                            f"Refusing {name!r}: a symlink in it points outside the run folder",
+                            _LEADS_OUT,
                         )
                     os.close(stack.pop())
                     continue
@@ -187,7 +224,8 @@ class SafeFolder:
                     links += 1
                     if links > _MAX_LINKS:
                         raise UnsafeFileError(
-                            f"Refusing {name!r}: too many levels of symbolic links"
+                            f"Refusing {name!r}: too many levels of symbolic links",
+                            "too many levels of symbolic links",
                         ) from None
                     target_parts = PurePosixPath(target).parts
                     if target.startswith("/"):
@@ -195,7 +233,8 @@ class SafeFolder:
                         if rest is None:
                             raise UnsafeFileError(
                                 f"Refusing {name!r}: it is a symlink pointing outside the run "
-                                f"folder ({target})"
+                                f"folder ({target})",
+                                _LEADS_OUT,
                             ) from None
                         for fd_ in stack[1:]:
                             os.close(fd_)
@@ -206,7 +245,9 @@ class SafeFolder:
                 if last:
                     return fd
                 stack.append(fd)
-            raise UnsafeFileError(f"Refusing {name!r}: it names a folder, not a file")
+            raise NotRegularFileError(
+                f"Refusing {name!r}: it names a folder, not a file", "it is a directory"
+            )
         finally:
             for fd_ in stack:
                 os.close(fd_)
@@ -229,7 +270,9 @@ class SafeFolder:
                 ) from None
         if exc.errno == errno.ENOENT:
             raise MissingFileError(f"No file {name!r} in {self.path}") from None
-        raise UsageError(f"Cannot open {name!r} in {self.path}: {exc.strerror or exc}") from None
+        raise UnreadableFileError(
+            f"Cannot open {name!r} in {self.path}: {exc.strerror or exc}", exc.strerror or str(exc)
+        ) from None
 
     def _inside(self, target_parts: tuple[str, ...]) -> tuple[str, ...] | None:
         """An absolute symlink target as components below the folder, or None if outside.
@@ -290,12 +333,22 @@ class SafeFolder:
         except FileNotFoundError:
             raise MissingFileError(f"No file {name!r} in {self.path}") from None
         except (OSError, RuntimeError) as exc:
-            raise UsageError(f"Cannot open {name!r} in {self.path}: {exc}") from None
+            raise UnreadableFileError(
+                f"Cannot open {name!r} in {self.path}: {exc}", str(exc)
+            ) from None
         if not real.is_relative_to(root):
             raise UnsafeFileError(
-                f"Refusing {name!r}: it is a symlink pointing outside the run folder"
+                f"Refusing {name!r}: it is a symlink pointing outside the run folder", _LEADS_OUT
             )
-        handle = open(real, "rb")  # noqa: SIM115 - returned to the caller
+        if real.is_dir():
+            raise NotRegularFileError(f"Refusing {name!r}: it is a directory", "it is a directory")
+        try:
+            handle = open(real, "rb")  # noqa: SIM115 - returned to the caller
+        except OSError as exc:
+            reason = exc.strerror or str(exc)
+            raise UnreadableFileError(
+                f"Cannot open {name!r} in {self.path}: {reason}", reason
+            ) from None
         try:
             self._check_regular(name, os.fstat(handle.fileno()))
         except BaseException:

@@ -435,23 +435,32 @@ class Service:
     def logs(self, ref: str, lines: int) -> LogTail:
         if lines < 0:
             raise UsageError("--lines must be 0 or more")
-        from btmanager.logs import count_lines, open_log, tail_lines
+        from btmanager.logs import (
+            count_lines,
+            mark_for,
+            open_log,
+            read_mark,
+            tail_lines,
+            write_mark,
+        )
 
         run = self._find(ref)
-        handle = open_log(Path(run.output_dir))
+        folder = Path(run.output_dir)
+        handle = open_log(folder)
         if handle is None:
             return LogTail(run.run_id, [], 0)  # not started yet: no log, no lines
         with handle:
             try:
-                reader = count_lines(handle, run.log_size, run.log_lines)
+                # The count mark, not the registry's (size, lines): only the mark can tell
+                # whether the part counted before was rewritten since (see btmanager.logs).
+                mark = read_mark(folder)
+                reader = count_lines(handle, mark)
                 tail = tail_lines(handle, lines, end=reader.offset)
+                counted = mark_for(handle, reader)
             except OSError as exc:
                 raise NotFoundError(f"Cannot read {run.output_dir}/execution.log: {exc}") from None
-        if reader.offset != run.log_size:
-            try:
-                self._writable_registry().set_log_cache(run.run_id, reader.offset, reader.lines)
-            except (BtError, OSError):
-                pass  # only a cache: a read-only or full registry just recounts next time
+        if counted != mark:
+            write_mark(folder, counted)  # only a cache: where it cannot be written, recount
         return LogTail(run.run_id, tail, reader.lines)
 
     def follow(self, ref: str, lines: int) -> Iterator[str]:
@@ -521,7 +530,10 @@ class Service:
         rules = load_rules(rules_file, cwd)
         folder = Path(target)
         if folder.is_dir():
-            return ValidationOutcome(validate_dir(folder, rules), str(folder), None)
+            # A folder the user names is the one they chose, even through a symlink; a run's
+            # folder (below) is refused when its script replaced it by one.
+            report = validate_dir(folder, rules, allow_symlinked_folder=True)
+            return ValidationOutcome(report, str(folder), None)
         if folder.exists():
             raise UsageError(f"{target} is not a directory (give a run or a folder of outputs)")
         try:

@@ -177,3 +177,90 @@ def test_splitter_keeps_at_most_the_cap() -> None:
         assert len(splitter._kept) <= 10
     assert splitter.feed(b"z\nnext") == [f"abcyyyyyyy … [line truncated, {3 + 10**6 + 1} bytes]"]
     assert splitter.finish() == "next"
+
+
+# --- the line count of a log that is rewritten, not only appended to ----------------------------
+
+
+def _total(bt: BtRunner) -> tuple[int, list[str]]:
+    document = bt("logs", "latest", "-n", "2", "--json").json()
+    return document["total_lines"], document["lines"]
+
+
+def test_count_is_exact_after_the_log_is_rewritten(bt: BtRunner, tmp_path: Path) -> None:
+    write_script(bt.cwd, "abc.py", "print('a')\nprint('b')\nprint('c')\n")
+    status = bt("run", "abc.py", "--no-validate", "--json").json()
+    folder = Path(status["output_dir"])
+    log = folder / "execution.log"
+    # Larger than the count the run's end recorded (6 bytes, 3 lines): counted afresh.
+    log.write_text("x" * 100 + "\ny\n")
+    assert _total(bt) == (2, ["x" * 100, "y"])
+    # Larger than what the last `bt logs` counted, with other line lengths.
+    log.write_text("p\n" * 60)
+    assert _total(bt) == (60, ["p", "p"])
+    # The same size, other lines.
+    log.write_text("qqq\n" * 30)
+    assert _total(bt) == (30, ["qqq", "qqq"])
+    # Appending still counts only what is new, and exactly.
+    with open(log, "a") as handle:
+        handle.write("r\nlast")
+    assert _total(bt) == (32, ["r", "last"])
+    # A mark the script garbled, or made a symlink, is not trusted: the log is counted.
+    mark = folder / ".bt" / "log-count"
+    mark.write_text('{"size": 4, "newlines": 1, "digest": "x"}')
+    assert _total(bt) == (32, ["r", "last"])
+    mark.unlink()
+    (tmp_path / "elsewhere.json").write_text('{"size": 4, "newlines": 4, "digest": "x"}')
+    mark.symlink_to(tmp_path / "elsewhere.json")
+    assert _total(bt) == (32, ["r", "last"])
+    assert not mark.is_symlink()  # replaced by a mark of ours, the file it pointed to untouched
+    assert (tmp_path / "elsewhere.json").read_text().startswith('{"size": 4,')
+    # Nor is a state folder that leads out of the run folder written through.
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (folder / ".bt").rename(tmp_path / "old-state")
+    (folder / ".bt").symlink_to(outside)
+    log.write_text("s\n" * 40)
+    assert _total(bt) == (40, ["s", "s"])
+    assert list(outside.iterdir()) == []
+
+
+REWRITES_ITS_LOG = """
+import os, pathlib, sys, time
+here = pathlib.Path(sys.argv[0]).parent
+log = pathlib.Path(os.environ["BACKTEST_OUTPUT_DIR"]) / "execution.log"
+def wait(name):
+    deadline = time.time() + 60
+    while not (here / name).exists() and time.time() < deadline:
+        time.sleep(0.02)
+print("one\\ntwo\\nthree", flush=True)
+wait("gate1")
+log.write_text("z" * 300 + "\\n")  # the script starts its log afresh, longer than before
+print("after", flush=True)
+(here / "rewritten").touch()
+wait("gate2")
+"""
+
+
+def test_count_is_exact_when_the_script_rewrites_its_log(bt: BtRunner) -> None:
+    write_script(bt.cwd, "rewrite.py", REWRITES_ITS_LOG)
+    runner = subprocess.Popen(
+        [*BT, "run", "rewrite.py", "--no-validate", "--json"],
+        cwd=bt.cwd,
+        env=bt.env,
+        stdout=subprocess.DEVNULL,
+    )
+    try:
+        folder = wait_for(lambda: next(bt.results.glob("run_*"), None))
+        log = folder / "execution.log"
+        wait_for(lambda: log.exists() and log.read_bytes().endswith(b"three\n"))
+        assert _total(bt) == (3, ["two", "three"])
+        (bt.cwd / "gate1").touch()
+        wait_for(lambda: (bt.cwd / "rewritten").exists())
+        assert _total(bt) == (2, ["z" * 300, "after"])
+    finally:
+        (bt.cwd / "gate1").touch()
+        (bt.cwd / "gate2").touch()
+        runner.wait(timeout=60)
+    assert bt("status", "latest", "--json").json()["status"] == "completed"
+    assert _total(bt) == (2, ["z" * 300, "after"])

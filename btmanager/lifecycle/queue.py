@@ -19,7 +19,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from btmanager.errors import BtError
-from btmanager.registry.db import Registry
+from btmanager.registry.db import NoRegistry, Registry
 from btmanager.registry.model import Status
 from btmanager.settings import Settings
 
@@ -77,7 +77,12 @@ class Worker:
     def _open(self) -> Registry | None:
         if self._registry is None:
             try:
-                self._registry = Registry(self.settings.db_path)
+                # Never create it: the runs this worker serves are recorded in it, so a missing
+                # registry was moved or deleted, and an empty new one would hide that.
+                self._registry = Registry(self.settings.db_path, create=False)
+            except NoRegistry:
+                self._report(f"the registry {self.settings.db_path} is missing (moved or deleted?)")
+                return None
             except BtError as exc:
                 self._report(str(exc))
                 return None

@@ -96,7 +96,9 @@ class Supervisor:
     def _states(self) -> RunStates | None:
         if self.registry is None:
             try:
-                self.registry = Registry(self.job.db_path)
+                # Never create it: a missing registry was moved or deleted, and a new empty one
+                # would not know this run (its exit record keeps the end instead).
+                self.registry = Registry(self.job.db_path, create=False)
             except BtError:
                 return None
         return RunStates(self.registry, self.clock)
