@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from btmanager.lifecycle.exitrecord import ExitRecord
-from btmanager.registry.db import Registry
+from btmanager.registry.db import Registry, dumps
 from btmanager.registry.model import FailureKind, ProcessIdentity, Run, Status
 from btmanager.timeutil import SYSTEM_CLOCK, Clock
 
@@ -75,6 +75,19 @@ def decide(run: Run, record: ExitRecord, report: Mapping[str, Any] | None) -> De
     if report is not None and not report.get("valid", False):
         return Decision(Status.FAILED, FailureKind.VALIDATION, describe_validation(report))
     return Decision(Status.COMPLETED, None, None)
+
+
+def _make_folder(run: Run) -> None:
+    """A starting run's folder, if it was queued without one (a sweep's runs are, see
+    `RunStates.queue_sweep`). Best effort: if it cannot be made, the start fails and says why."""
+    from pathlib import Path
+
+    from btmanager.lifecycle.create import RUN_FOLDER_MODE
+
+    try:
+        Path(run.output_dir).mkdir(mode=RUN_FOLDER_MODE, exist_ok=True)
+    except OSError:
+        pass
 
 
 class RunStates:
@@ -152,6 +165,56 @@ class RunStates:
                     )
         return [self._recorded(run_id) for run_id in ids]
 
+    def queue_sweep(
+        self,
+        columns: Sequence[str],
+        rows: Sequence[Sequence[Any]],
+        sweep: Mapping[str, Any],
+        after: Sequence[str] = (),
+    ) -> None:
+        """Queue a sweep's runs (and the sweep) in one transaction, as fast as SQLite inserts.
+
+        `rows` are ready for SQLite, one value per column of `columns` (JSON columns already
+        encoded, see `registry.db.dumps`): the caller builds 10 000 of them from what they share.
+        Unlike `create_many`, this reads nothing back and touches no file: 10 000 run folders
+        and run.json files would cost seconds, several times the inserts themselves. A sweep's
+        run gets its folder and its run.json when it starts (see `claim`), which is when they
+        first hold anything; until then the registry alone knows the run. The submitter's
+        environment is stored once, with the sweep (`sweep["env"]`), and copied into each run
+        as it starts.
+        """
+        if not rows:
+            return
+        now = self.clock.now_iso()
+        sweep_id = sweep["sweep_id"]
+        queued = str(Status.QUEUED)
+        names = [*columns, "status", "created_at", "sweep_id"]
+        env = sweep.get("env")
+        with self.registry.write() as db:
+            db.execute(
+                "INSERT INTO sweeps (sweep_id, script_path, created_at, max_parallel, count, env)"
+                " VALUES (?, ?, ?, ?, ?, ?)",
+                (
+                    sweep_id,
+                    sweep["script_path"],
+                    now,
+                    sweep.get("max_parallel"),
+                    len(rows),
+                    None if env is None else dumps(env),
+                ),
+            )
+            marks = ", ".join("?" for _ in names)
+            db.executemany(
+                f"INSERT INTO runs ({', '.join(names)}) VALUES ({marks})",
+                ((*row, queued, now, sweep_id) for row in rows),
+            )
+            if after:
+                at = list(columns).index("run_id")
+                db.executemany(
+                    "INSERT OR IGNORE INTO run_after (run_id, after_run_id) VALUES (?, ?)",
+                    [(row[at], dependency) for row in rows for dependency in after],
+                )
+
     def claim(self, worker: ProcessIdentity) -> Run | None:
         """Move the next startable queued run to `running`, within the stored limit.
 
@@ -180,9 +243,24 @@ class RunStates:
                     },
                     (Status.QUEUED,),
                 )
+                # A sweep's runs were queued without the environment (see `queue_sweep`).
+                db.execute(
+                    "UPDATE runs SET env = (SELECT s.env FROM sweeps s"
+                    " WHERE s.sweep_id = runs.sweep_id)"
+                    " WHERE run_id = ? AND env IS NULL AND detached = 1 AND sweep_id IS NOT NULL",
+                    (run_id,),
+                )
         for dropped_id in dropped:
             self._recorded(dropped_id)
-        return None if run_id is None else self._recorded(run_id)
+        if run_id is None:
+            return None
+        started = self.registry.get(run_id)
+        _make_folder(started)
+        if self.write_files:
+            from btmanager.lifecycle.runfile import write_run_file
+
+            write_run_file(started)
+        return started
 
     def _cancel_broken_dependents(self, db: sqlite3.Connection) -> list[str]:
         """Cancel queued runs whose dependency failed, and theirs in turn (inside a write)."""
