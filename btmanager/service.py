@@ -28,6 +28,8 @@ if TYPE_CHECKING:
     from btmanager.lifecycle.state import RunStates
     from btmanager.lifecycle.watch import RunObserver, StopRequest
     from btmanager.results import ResultFile
+    from btmanager.sweeps.progress import Progress
+    from btmanager.sweeps.submit import Planned, SweepRequest, SweepResult
     from btmanager.validation.report import Report
 
 QUEUED, RUNNING = Status.QUEUED, Status.RUNNING
@@ -408,6 +410,8 @@ class Service:
 
     @staticmethod
     def _check_folder(run: Run) -> None:
+        if run.status == QUEUED:
+            return  # a sweep's queued runs get their folder when they start
         if not Path(run.output_dir).is_dir():
             raise NotFoundError(f"Run folder not found: {run.output_dir} (moved or deleted?)")
 
@@ -471,6 +475,8 @@ class Service:
         from btmanager.results import list_files
 
         run = self._find(ref)
+        if run.status == QUEUED and not Path(run.output_dir).exists():
+            return Listing(run, [])  # a sweep's queued runs get their folder when they start
         return Listing(run, list_files(Path(run.output_dir)))
 
     def result_file(self, ref: str, name: str) -> Path:
@@ -538,6 +544,55 @@ class Service:
         self._writable_registry()  # migrate and settle before the loop starts
         self.close()  # the worker forks: it opens its own connection
         return Worker(self.settings, self.backend, idle_exit, drain, on_event)
+
+    # --- many runs: sweeps, compare, plots (the work is in btmanager.sweeps, compare, plot) ---
+
+    def sweep(self, request: SweepRequest) -> SweepResult:
+        """Queue a sweep's runs (detached, one transaction) and make sure a worker runs them."""
+        from btmanager.lifecycle.create import DEFAULT_DETACHED_NICE
+        from btmanager.sweeps.submit import plan, submit_sweep
+
+        if request.max_parallel is not None:
+            check_limit(request.max_parallel, "--max-parallel")
+        if request.base.nice is None:
+            request.base.nice = DEFAULT_DETACHED_NICE
+        request.after = [self._find(ref).run_id for ref in request.after]
+        planned = plan(request)  # every refusal before anything is stored
+        self._store_env_limit()
+        result = submit_sweep(self.settings, self.states(), request, planned)
+        try:
+            self.ensure_worker()
+        except (BtError, OSError) as exc:
+            self.housekeeping_problem = str(exc)
+        return result
+
+    def sweep_plan(self, request: SweepRequest) -> Planned:
+        """What `sweep` would queue (`--dry-run`)."""
+        from btmanager.sweeps.submit import dry_run
+
+        if request.max_parallel is not None:
+            check_limit(request.max_parallel, "--max-parallel")
+        for ref in request.after:
+            self._find(ref)
+        return dry_run(request)
+
+    def follow_sweep(self, sweep_id: str, on_change: Callable[[Progress], None]) -> Progress:
+        """Report a sweep's progress on each change until all its runs are final."""
+        from btmanager.sweeps import progress, store
+
+        return progress.follow(
+            lambda: store.counts(self.registry, sweep_id),
+            on_change,
+            lambda: self._housekeeping(self.registry),
+        )
+
+    def sweeps(self) -> list[dict[str, Any]]:
+        from btmanager.sweeps.store import list_sweeps
+
+        try:
+            return list_sweeps(self.registry)
+        except NoRegistry:
+            return []
 
 
 MAX_LIMIT = 1024
