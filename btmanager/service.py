@@ -22,6 +22,7 @@ from btmanager.timeutil import SYSTEM_CLOCK, Clock, now_iso
 # Every `bt` command builds a Service, most only to read the registry: what only running,
 # tailing or listing files needs is imported where it is used (start-up time).
 if TYPE_CHECKING:
+    from btmanager.compare import CompareOptions, Table
     from btmanager.execution import Backend
     from btmanager.lifecycle.create import RunRequest
     from btmanager.lifecycle.queue import Worker
@@ -593,6 +594,27 @@ class Service:
             return list_sweeps(self.registry)
         except NoRegistry:
             return []
+
+    def compare(self, refs: Sequence[str], selection: Selection, options: CompareOptions) -> Table:
+        """The compare table of the runs named plus those selected (completed ones unless the
+        selection names a status)."""
+        from btmanager.compare import compare
+
+        try:
+            registry = self.registry
+        except NoRegistry:
+            raise NotFoundError(
+                f"No runs to compare: nothing is recorded under {self.settings.results_dir} yet"
+            ) from None
+        ids = [self._find(ref).run_id for ref in refs]
+        return compare(registry, self._writable_or_none, ids, selection, options)
+
+    def _writable_or_none(self) -> Registry | None:
+        """The writable registry, or None when it cannot be written (full disk, read-only)."""
+        try:
+            return self._writable_registry()
+        except (BtError, OSError):
+            return None
 
 
 MAX_LIMIT = 1024

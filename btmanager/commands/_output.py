@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from btmanager.render.common import emit_json, is_terminal
 
 if TYPE_CHECKING:
+    from btmanager.compare import Table
     from btmanager.registry.model import Run
     from btmanager.render.many import PlainProgress, RichProgress
     from btmanager.sweeps.submit import Planned
@@ -171,3 +172,16 @@ class Output:
             grid.render(stdout_console())
         else:
             grid.write(sys.stdout)
+
+    def compare(self, table: Table) -> None:
+        if self.mode == "json":
+            emit_json(table.to_dict())
+        elif self.mode == "rich":
+            from btmanager.render.common import stdout_console
+            from btmanager.render.many import render_table
+
+            render_table(table, stdout_console())
+        else:
+            from btmanager.render.many import write_table
+
+            write_table(table)
