@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from btmanager.lifecycle.queue import Worker
     from btmanager.lifecycle.state import RunStates
     from btmanager.lifecycle.watch import RunObserver, StopRequest
+    from btmanager.plot import Curve
     from btmanager.results import ResultFile
     from btmanager.sweeps.progress import Progress
     from btmanager.sweeps.submit import Planned, SweepRequest, SweepResult
@@ -615,6 +616,12 @@ class Service:
             return self._writable_registry()
         except (BtError, OSError):
             return None
+
+    def curves(self, refs: Sequence[str]) -> list[Curve]:
+        """The equity curves (pnl.csv) of the runs, in the order named."""
+        from btmanager.plot import read_curve
+
+        return [read_curve(self._find(ref)) for ref in refs]
 
 
 MAX_LIMIT = 1024
