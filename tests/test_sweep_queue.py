@@ -21,7 +21,7 @@ RUN_ID = re.compile(r"\d{8}_\d{6}_[0-9a-f]{8}")
 
 
 def sweep_json(lab: QueueLab, *args: str, env: dict[str, str] | None = None) -> dict[str, Any]:
-    result = lab.bt("sweep", "job.py", "--no-validate", *args, "--json", env=env)
+    result = lab.bt("sweep", "job.py", "--no-validate", "--json", *args, env=env)
     assert result.code == 0, result.stderr
     assert result.stderr == ""
     document: dict[str, Any] = result.json()
@@ -40,7 +40,8 @@ def by_status(lab: QueueLab, run_ids: list[str]) -> dict[str, str]:
 def test_sweep_queues_every_run_with_its_params_label_and_environment(lab: QueueLab) -> None:
     document = sweep_json(
         lab, "-p", "name=a,b", "-p", "k=1:3:1", "--label", "job-{name}-{k}",
-        *timeline_args(lab, 0.0), env={"BT_TEST_FOO": "from-submitter"},
+        "--priority", "3", "--nice", "5", "--timeout", "60", "--grace", "2",
+        *timeline_args(lab, 0.0), "--", "--extra", env={"BT_TEST_FOO": "from-submitter"},
     )  # fmt: skip
     assert set(document) == {"success", "sweep_id", "count", "run_ids"}
     assert document["success"] is True and document["count"] == 6
@@ -53,6 +54,13 @@ def test_sweep_queues_every_run_with_its_params_label_and_environment(lab: Queue
     assert [(run["params"]["name"], run["params"]["k"]) for run in runs] == expected
     assert [run["label"] for run in runs] == [f"job-{a}-{b}" for a, b in expected]
     assert {run["sweep_id"] for run in runs} == {document["sweep_id"]}
+    for run in runs:
+        assert (run["priority"], run["timeout_seconds"], run["grace_seconds"]) == (3, 60, 2)
+        assert run["extra_args"] == ["--extra"] and run["command"][-3:] == [
+            "--extra", "--output_dir", run["output_dir"],
+        ]  # fmt: skip
+        assert run["command"][2:6] == ["--name", run["params"]["name"], "--k", run["params"]["k"]]
+        assert "nice=5" in lab.log(run["run_id"])
     for run in runs:
         # The environment stored once with the sweep reached each run's script, and the run
         # folder and its run.json were made when the run started.
