@@ -599,15 +599,13 @@ class Service:
     def compare(self, refs: Sequence[str], selection: Selection, options: CompareOptions) -> Table:
         """The compare table of the runs named plus those selected (completed ones unless the
         selection names a status)."""
-        from btmanager.compare import compare
+        from btmanager.compare import Table, compare
 
+        ids = [self._find(ref).run_id for ref in refs]
         try:
             registry = self.registry
         except NoRegistry:
-            raise NotFoundError(
-                f"No runs to compare: nothing is recorded under {self.settings.results_dir} yet"
-            ) from None
-        ids = [self._find(ref).run_id for ref in refs]
+            return Table([], [], [])  # nothing recorded yet: nothing to compare
         return compare(registry, self._writable_or_none, ids, selection, options)
 
     def _writable_or_none(self) -> Registry | None:
