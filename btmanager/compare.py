@@ -145,7 +145,7 @@ def _scope(ids: Sequence[str], selection: Selection) -> tuple[str, list[Any]]:
     return "WHERE (" + " OR ".join(parts) + ")", args
 
 
-def _chunks(items: Sequence[str]) -> Iterable[Sequence[str]]:
+def _chunks(items: Sequence[Any]) -> Iterable[Sequence[Any]]:
     for start in range(0, len(items), _CHUNK):
         yield items[start : start + _CHUNK]
 
@@ -157,14 +157,23 @@ def backfill(
     before metrics were stored, and runs not validated (`--no-validate`). Each such run's
     summary.csv is read once: a run without metrics gets the row NO_METRICS, so it is not read
     again. How many runs were read; nothing is stored when the registry is read-only."""
-    missing = registry.rows(
-        f"SELECT runs.run_id, runs.output_dir FROM runs {where}"
+    # Which runs, from the index alone; only those get their rows read.
+    lacking = registry.rows(
+        f"SELECT runs.seq FROM runs {where}"
         " AND runs.status IN ('completed', 'failed')"
         " AND NOT EXISTS (SELECT 1 FROM metrics m WHERE m.run_id = runs.run_id)",
         args,
     )
-    if not missing:
+    if not lacking:
         return 0
+    missing = [
+        row
+        for chunk in _chunks([int(row[0]) for row in lacking])
+        for row in registry.rows(
+            f"SELECT run_id, output_dir FROM runs WHERE seq IN ({', '.join('?' for _ in chunk)})",
+            chunk,
+        )
+    ]
     target = writable()
     if target is None:
         return 0
@@ -182,6 +191,21 @@ def backfill(
                 or [(run_id, NO_METRICS, None)],
             )
     return len(found)
+
+
+def _rows_by_seq(registry: Registry, seqs: Sequence[int]) -> list[Any]:
+    """(run_id, label, status, sweep_id, params, started_at, completed_at) of the runs, in the
+    order of `seqs`."""
+    found: dict[int, Any] = {}
+    for chunk in _chunks(seqs):
+        marks = ", ".join("?" for _ in chunk)
+        for row in registry.rows(
+            "SELECT seq, run_id, label, status, sweep_id, params, started_at, completed_at"
+            f" FROM runs WHERE seq IN ({marks})",
+            chunk,
+        ):
+            found[int(row[0])] = tuple(row)[1:]
+    return [found[seq] for seq in seqs if seq in found]
 
 
 def _metrics_of(registry: Registry, ids: Sequence[str]) -> dict[str, dict[str, float]]:
@@ -261,27 +285,26 @@ def compare(
     backfill(registry, writable, where, args)
 
     sort_name, descending = parse_sort(options.sort) if options.sort else (None, False)
-    columns = "runs.run_id, runs.label, runs.status, runs.sweep_id, runs.params," + (
-        " runs.started_at, runs.completed_at"
-    )
+    # The order first, from the indexes alone (a sweep's runs by sweep, status and run_id, their
+    # metrics by run_id and name); then the rows kept, by seq.
     if sort_name is not None:
         direction = "DESC" if descending else "ASC"
         sql = (
-            f"SELECT {columns}, m.value FROM runs"
+            "SELECT runs.seq, m.value FROM runs"
             " LEFT JOIN metrics m ON m.run_id = runs.run_id AND m.name = ?"
             f" {where} ORDER BY m.value IS NULL, m.value {direction}, runs.seq"
         )
         query_args: list[Any] = [sort_name, *args]
     else:
-        sql = f"SELECT {columns} FROM runs {where} ORDER BY runs.seq"
+        sql = f"SELECT runs.seq, NULL FROM runs {where} ORDER BY runs.seq"
         query_args = list(args)
     if options.top is not None:
         sql += " LIMIT ?"
         query_args.append(options.top)
-    found = registry.rows(sql, query_args)
-    if sort_name is not None and found and found[0][7] is None:
+    order = registry.rows(sql, query_args)
+    if sort_name is not None and order and order[0][1] is None:
         raise _unknown_metric(registry, where, args, sort_name, "--sort")
-
+    found = _rows_by_seq(registry, [int(row[0]) for row in order])
     run_ids = [str(row[0]) for row in found]
     metrics = _metrics_of(registry, run_ids)
     rows = [
