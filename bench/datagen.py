@@ -334,3 +334,87 @@ def count_running(db_path: Path) -> int:
         return int(row[0])
     finally:
         db.close()
+
+
+# --- many runs ------------------------------------------------------------------------------
+
+# Waits (polling) until the file named by its first argument exists, then exits 1: a run that
+# holds the only slot while a benchmark queues runs behind it, and fails when released.
+GATE_SCRIPT = """\
+import os, sys, time
+
+gate = sys.argv[sys.argv.index("--gate") + 1]
+while not os.path.exists(gate):
+    time.sleep(0.05)
+sys.exit(1)
+"""
+
+
+def write_pnl(path: Path, years: int) -> int:
+    """A daily pnl.csv (every weekday) over `years` years from 2014; its number of rows."""
+    day = date(2014, 1, 1)
+    end = date(2014 + years, 1, 1)
+    lines = ["date,pnl,cumulative_pnl"]
+    total = 0
+    n = 0
+    while day < end:
+        if day.weekday() < 5:
+            pnl = (n * 7919 % 2001) - 980  # cents, deterministic, a slight upward drift
+            total += pnl
+            lines.append(f"{day.isoformat()},{pnl / 100:.2f},{total / 100:.2f}")
+            n += 1
+        day += timedelta(days=1)
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return n
+
+
+def fill_sweep(db_path: Path, template_run_id: str, sweep_id: str, count: int) -> None:
+    """Add a sweep of `count` completed runs shaped like a real one, each with the template's
+    metrics varied (so sorting them has work to do), in one transaction."""
+    db = sqlite3.connect(db_path, isolation_level=None, timeout=30)
+    try:
+        template = _template_row(db, db_path, template_run_id)
+        metrics = db.execute(
+            "SELECT name, value FROM metrics WHERE run_id = ? ORDER BY rowid", (template_run_id,)
+        ).fetchall()
+        if not metrics:
+            raise ValueError(f"run {template_run_id} has no metrics stored")
+        results_dir = Path(template["output_dir"]).parent
+        columns = [*template, "sweep_id"] if "sweep_id" not in template else list(template)
+        runs, values = [], []
+        for n in range(count):
+            run_id = f"20200101_000000_{n:08x}"
+            row = dict(template)
+            row.update(
+                run_id=run_id,
+                output_dir=str(results_dir / f"run_{run_id}"),
+                params=json.dumps({"fast": str(5 + n % 100), "slow": str(50 + n // 100)}),
+                sweep_id=sweep_id,
+            )
+            runs.append(tuple(row[c] for c in columns))
+            scale = 1 + (n * 37 % 1000) / 1000
+            values += [(run_id, name, None if v is None else v * scale) for name, v in metrics]
+        db.execute("BEGIN IMMEDIATE")
+        db.execute(
+            "INSERT INTO sweeps (sweep_id, script_path, created_at, max_parallel, count)"
+            " VALUES (?, ?, ?, NULL, ?)",
+            (sweep_id, template["script_path"], template["created_at"], count),
+        )
+        marks = ", ".join("?" for _ in columns)
+        db.executemany(f"INSERT INTO runs ({', '.join(columns)}) VALUES ({marks})", runs)
+        db.executemany("INSERT INTO metrics (run_id, name, value) VALUES (?, ?, ?)", values)
+        db.execute("COMMIT")
+    finally:
+        db.close()
+
+
+def cancel_queued(db_path: Path) -> int:
+    """Mark every queued run cancelled (set-up clean-up: no worker ever sees them)."""
+    db = sqlite3.connect(db_path, isolation_level=None, timeout=30)
+    try:
+        cursor = db.execute(
+            "UPDATE runs SET status = 'cancelled', failure_kind = 'cancelled' WHERE status = 'queued'"
+        )
+        return int(cursor.rowcount)
+    finally:
+        db.close()

@@ -44,6 +44,8 @@ class Sizes:
     registry_small: int
     registry_big: int
     print_bytes: int
+    sweep_big: int  # runs of the sweep submitted at once (goal 10) and compared (goal 11)
+    plot_years: int  # years of daily rows in the plotted pnl.csv (goal 12)
 
 
 FULL = Sizes(
@@ -57,6 +59,8 @@ FULL = Sizes(
     registry_small=100,
     registry_big=100_000,
     print_bytes=1000 * MB,
+    sweep_big=10_000,
+    plot_years=10,
 )
 
 QUICK = Sizes(
@@ -70,6 +74,8 @@ QUICK = Sizes(
     registry_small=20,
     registry_big=2_000,
     print_bytes=5 * MB,
+    sweep_big=300,
+    plot_years=10,
 )
 
 
@@ -422,8 +428,10 @@ def _drain_bt_worker(ctx: Context, rep: int, script: Path, work: Path) -> float:
     return elapsed
 
 
-def _drain_tsp(ctx: Context, rep: int, tsp: str, script: Path, work: Path) -> float:
-    folder = ctx.folder(f"g4/tsp{rep}")
+def _drain_tsp(
+    ctx: Context, rep: int, tsp: str, script: Path, work: Path, goal: str = "g4"
+) -> float:
+    folder = ctx.folder(f"{goal}/tsp{rep}")
     env = ctx.env(
         TS_SOCKET=str(folder / "socket"),
         TMPDIR=str(folder),
@@ -773,7 +781,106 @@ def goal_8(ctx: Context) -> list[Row]:
     ]
 
 
-# --- goal 9: reads while runs are running and a writer holds the registry -------------------
+# --- goal 9: a sweep of trivial runs against task-spooler -------------------------------------
+
+
+def goal_9(ctx: Context) -> list[Row]:
+    n = ctx.sizes.queue_runs
+    what = f"`bt sweep ... --wait` of {n} trivial runs, `BT_MAX_PARALLEL=2` (runs/s)"
+    base_what = f"task-spooler `tsp`, 2 slots, same {n} commands"
+    tsp = shutil.which("tsp")
+    ctx.log(f"goal 9: one bt sweep of {n} runs" + ("" if tsp else " (no tsp)"))
+    work = ctx.folder("g9/work")
+    script = datagen.write_script(work, "trivial.py", datagen.TRIVIAL_SCRIPT)
+    bt_times, tsp_times = Series("bt"), Series("tsp")
+    for rep in range(ctx.sizes.heavy_repeats):
+        results = ctx.folder(f"g9/bt{rep}")
+        env = ctx.env(results, BT_MAX_PARALLEL="2")
+        argv = ctx.bt_argv("sweep", script, "--no-validate", "-p", f"i=1:{n}:1", "--wait")
+        start = time.perf_counter()
+        run_measured(argv, cwd=work, env=env, timeout=1800, rss=False)
+        bt_times.samples.append(Sample(time.perf_counter() - start, 0, 0))
+        counts = datagen.count_by_status(results / "bt.sqlite3")
+        if counts.get("completed") != n:
+            raise CommandFailed(f"bt sweep --wait ended with {counts}, not {n} completed")
+        wait_quiet(results)
+        if tsp is not None:
+            tsp_times.samples.append(Sample(_drain_tsp(ctx, rep, tsp, script, work, "g9"), 0, 0))
+    bt_rate = n / bt_times.median
+    note = "submission included for both: one `bt sweep` queues all and waits; tsp: enqueue, then `tsp -w` each job"
+    if tsp is None:
+        return [
+            Row(
+                "9", what, base_what, f"{bt_rate:.1f} runs/s ({bt_times.time_text()} total)",
+                "-", "-", ">= 0.5x", None, "skipped: tsp (task-spooler) not installed",
+            )
+        ]  # fmt: skip
+    tsp_rate = n / tsp_times.median
+    ratio = bt_rate / tsp_rate
+    return [
+        Row(
+            "9", what, base_what, f"{bt_rate:.1f} runs/s ({bt_times.time_text()} total)",
+            f"{tsp_rate:.1f} runs/s ({tsp_times.time_text()} total)", f"{ratio:.2f}x", ">= 0.5x",
+            ratio >= 0.5, note,
+        )
+    ]  # fmt: skip
+
+
+# --- goal 10: submitting a 10 000-run sweep --------------------------------------------------
+
+
+def goal_10(ctx: Context) -> list[Row]:
+    n = ctx.sizes.sweep_big
+    ctx.log(f"goal 10: bt sweep of {n} runs vs one bt run -d")
+    results = ctx.folder("g10/results")
+    work = ctx.folder("g10/work")
+    script = datagen.write_script(work, "trivial.py", datagen.TRIVIAL_SCRIPT)
+    gate_script = datagen.write_script(work, "gate.py", datagen.GATE_SCRIPT)
+    gate = work / "gate-open"
+    env = ctx.env(results, BT_MAX_PARALLEL="1")
+    db = results / "bt.sqlite3"
+    # One run holds the only slot: what both commands queue stays queued, nothing executes.
+    ctx.run_bt("run", "-d", gate_script, "--no-validate", "-p", f"gate={gate}", env=env, cwd=work)
+    deadline = time.monotonic() + 60
+    while datagen.count_by_status(db).get("running", 0) != 1:
+        if time.monotonic() > deadline:
+            raise CommandFailed("the gate run did not start within 60 s")
+        time.sleep(0.05)
+    sweep = ctx.bt_argv(
+        "sweep", script, "--no-validate", "-p", f"i=1:{n}:1", "--max-runs", str(n), "--json"
+    )
+    try:
+        series = interleaved(
+            {
+                "sweep": ctx.measure(sweep, work, env, capture=True),
+                "run": ctx.measure(ctx.bt_argv("run", "-d", script, "--no-validate"), work, env),
+            },
+            min(ctx.sizes.repeats, 10),
+            ctx.sizes.warmup,
+        )
+        document = _json(series["sweep"].samples[-1])
+        if document.get("count") != n or len(document.get("run_ids", [])) != n:  # type: ignore[arg-type]
+            raise CommandFailed(f"bt sweep --json said count {document.get('count')}, not {n}")
+    finally:
+        datagen.cancel_queued(db)
+        gate.touch()
+        wait_quiet(results)
+    return [
+        ratio_row(
+            "10",
+            f"`bt sweep` queueing {n} runs (one command, one transaction)",
+            "one `bt run -d` in the same registry",
+            series["sweep"],
+            series["run"],
+            3.0,
+            "the only slot is held by a gate run, so both only queue (no worker is spawned); "
+            f"CPU {series['sweep'].cpu_median / series['run'].cpu_median:.2f}x; run folders "
+            "and run.json files of a sweep are made when each run starts",
+        )
+    ]
+
+
+# --- goal 13: reads while runs are running and a writer holds the registry -------------------
 
 GATED_SCRIPT = """
 import os, sys, time
@@ -784,15 +891,15 @@ while not os.path.exists(gate) and time.time() < deadline:
 """
 
 
-def goal_9(ctx: Context) -> list[Row]:
+def goal_13(ctx: Context) -> list[Row]:
     """`bt list --json` must not wait on writers: read-only connections in WAL mode."""
     import sqlite3
 
     small = ctx.sizes.registry_small
-    ctx.log("goal 9: bt list --json while 2 runs run and a writer holds the registry")
-    busy_results, env_busy, _ = seeded_results(ctx, "g9busy", small)
-    _, env_idle, _ = seeded_results(ctx, "g9idle", small)
-    work = ctx.folder("g9busy/work")
+    ctx.log("goal 13: bt list --json while 2 runs run and a writer holds the registry")
+    busy_results, env_busy, _ = seeded_results(ctx, "g13busy", small)
+    _, env_idle, _ = seeded_results(ctx, "g13idle", small)
+    work = ctx.folder("g13busy/work")
     script = datagen.write_script(work, "gated.py", GATED_SCRIPT)
     gate = work / "gate"
     env_submit = {**env_busy, "BT_MAX_PARALLEL": "2"}
@@ -828,7 +935,7 @@ def goal_9(ctx: Context) -> list[Row]:
         raise CommandFailed(f"bt list saw {len(running)} running runs, not 2")
     return [
         ratio_row(
-            "9",
+            "13",
             "`bt list --json` while 2 runs run and another process holds the write lock",
             f"same, idle registry ({small} runs)",
             series["busy"],
@@ -837,6 +944,77 @@ def goal_9(ctx: Context) -> list[Row]:
             "reads open the registry read-only (WAL): they never wait for a writer",
         )
     ]
+
+
+# --- goal 11: comparing a 10 000-run sweep --------------------------------------------------
+
+
+def goal_11(ctx: Context) -> list[Row]:
+    n = ctx.sizes.sweep_big
+    what = f"`bt compare --sweep S --sort -sharpe_ratio --top 20 --json`, {n} runs"
+    if not validation_available(ctx):
+        return [skipped_row("11", what, "`bt status <id> --json`", "<= 1.5x", "no validation")]
+    ctx.log(f"goal 11: bt compare over a {n}-run sweep")
+    results = ctx.folder("g11/results")
+    work = ctx.folder("g11/work")
+    script = datagen.write_script(work, "valid_outputs.py", datagen.VALID_OUTPUTS_SCRIPT)
+    env = ctx.env(results)
+    run_id = str(json.loads(ctx.run_bt("run", script, "--json", env=env, cwd=work))["run_id"])
+    datagen.fill_sweep(results / "bt.sqlite3", run_id, "sweep_00bench0", n)
+    compare = ctx.bt_argv(
+        "compare", "--sweep", "sweep_00bench0", "--sort", "-sharpe_ratio", "--top", "20", "--json"
+    )
+    series = interleaved(
+        {
+            "compare": ctx.measure(compare, work, env, capture=True),
+            "status": ctx.measure(ctx.bt_argv("status", run_id, "--json"), work, env),
+        },
+        ctx.sizes.repeats,
+        ctx.sizes.warmup,
+    )
+    document = _json(series["compare"].samples[-1])
+    rows = document["runs"]
+    values = [row["metrics"]["sharpe_ratio"] for row in rows]  # type: ignore[index]
+    if len(rows) != min(20, n) or values != sorted(values, reverse=True):  # type: ignore[arg-type]
+        raise CommandFailed("bt compare --top 20 did not return 20 rows sorted by sharpe_ratio")
+    return [
+        ratio_row(
+            "11", what, "`bt status <id> --json`, same registry", series["compare"],
+            series["status"], 1.5,
+            "sweep rows and their metrics inserted with sqlite3 (shaped like a real run); the "
+            "sort and the top 20 happen in SQL",
+        )
+    ]  # fmt: skip
+
+
+# --- goal 12: plotting ten years of daily pnl ---------------------------------------------------
+
+
+def goal_12(ctx: Context) -> list[Row]:
+    years = ctx.sizes.plot_years
+    ctx.log(f"goal 12: bt plot of {years} years of daily pnl")
+    _, env, run_id = seeded_results(ctx, "g12", 1)
+    work = ctx.folder("g12/work")
+    status = json.loads(ctx.run_bt("status", run_id, "--json", env=env, cwd=work))
+    rows = datagen.write_pnl(Path(status["output_dir"]) / "pnl.csv", years)
+    series = interleaved(
+        {
+            "plot": ctx.measure(ctx.bt_argv("plot", run_id), work, env, capture=True),
+            "status": ctx.measure(ctx.bt_argv("status", run_id), work, env),
+        },
+        ctx.sizes.repeats,
+        ctx.sizes.warmup,
+    )
+    drawn = series["plot"].samples[-1].stdout.decode()
+    if "Equity" not in drawn or not drawn.isascii():
+        raise CommandFailed("bt plot did not draw the equity curve in plain characters")
+    return [
+        ratio_row(
+            "12", f"`bt plot <id>`, {years} years of daily pnl.csv ({rows} rows)",
+            "`bt status <id>` (plain text)", series["plot"], series["status"], 2.0,
+            "stdout is not a terminal: ASCII plot; plotext imported by bt plot alone",
+        )
+    ]  # fmt: skip
 
 
 GOALS: dict[str, Callable[[Context], list[Row]]] = {
@@ -849,4 +1027,8 @@ GOALS: dict[str, Callable[[Context], list[Row]]] = {
     "7": goal_7,
     "8": goal_8,
     "9": goal_9,
+    "10": goal_10,
+    "11": goal_11,
+    "12": goal_12,
+    "13": goal_13,
 }

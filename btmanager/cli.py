@@ -23,6 +23,9 @@ from btmanager.commands import run  # noqa: F401 # isort: skip
 from btmanager.commands import inspect  # noqa: F401 # isort: skip
 from btmanager.commands import validate  # noqa: F401 # isort: skip
 from btmanager.commands import control  # noqa: F401 # isort: skip
+from btmanager.commands import sweep  # noqa: F401 # isort: skip
+from btmanager.commands import compare  # noqa: F401 # isort: skip
+from btmanager.commands import plot  # noqa: F401 # isort: skip
 from btmanager.errors import BtError
 
 # Typer bundles its own Click; its exception base class is reachable from a public exception

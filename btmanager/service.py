@@ -22,12 +22,16 @@ from btmanager.timeutil import SYSTEM_CLOCK, Clock, now_iso
 # Every `bt` command builds a Service, most only to read the registry: what only running,
 # tailing or listing files needs is imported where it is used (start-up time).
 if TYPE_CHECKING:
+    from btmanager.compare import CompareOptions, Table
     from btmanager.execution import Backend
     from btmanager.lifecycle.create import RunRequest
     from btmanager.lifecycle.queue import Worker
     from btmanager.lifecycle.state import RunStates
     from btmanager.lifecycle.watch import RunObserver, StopRequest
+    from btmanager.plot import Curve
     from btmanager.results import ResultFile
+    from btmanager.sweeps.progress import Progress
+    from btmanager.sweeps.submit import Planned, SweepRequest, SweepResult
     from btmanager.validation.report import Report
 
 QUEUED, RUNNING = Status.QUEUED, Status.RUNNING
@@ -432,6 +436,18 @@ class Service:
 
     # --- logs and files -------------------------------------------------------------------
 
+    @staticmethod
+    def _check_folder(run: Run) -> None:
+        if run.status == QUEUED:
+            return  # a sweep's queued runs get their folder when they start
+        if not Path(run.output_dir).is_dir():
+            raise NotFoundError(f"Run folder not found: {run.output_dir} (moved or deleted?)")
+
+    def _log_path(self, run: Run) -> Path:
+        from btmanager.logs import LOG_FILE
+
+        return Path(run.output_dir) / LOG_FILE
+
     def logs(self, ref: str, lines: int) -> LogTail:
         if lines < 0:
             raise UsageError("--lines must be 0 or more")
@@ -446,6 +462,8 @@ class Service:
 
         run = self._find(ref)
         folder = Path(run.output_dir)
+        if run.status == QUEUED and not folder.exists():
+            return LogTail(run.run_id, [], 0)  # a sweep's queued runs get their folder later
         handle = open_log(folder)
         if handle is None:
             return LogTail(run.run_id, [], 0)  # not started yet: no log, no lines
@@ -470,10 +488,16 @@ class Service:
         run = self._find(ref)
         registry = self.registry
         folder = Path(run.output_dir)
-        handle = open_log(folder)
+
+        def opened() -> BinaryIO | None:
+            if registry.get(run.run_id).status == QUEUED and not folder.exists():
+                return None  # a sweep's queued runs get their folder when they start
+            return open_log(folder)
+
+        handle = opened()
         while handle is None and registry.get(run.run_id).status in (QUEUED, RUNNING):
             time.sleep(_WAIT_POLL)
-            handle = open_log(folder)
+            handle = opened()
         if handle is None:
             return
         with handle:
@@ -497,6 +521,8 @@ class Service:
         from btmanager.results import list_files
 
         run = self._find(ref)
+        if run.status == QUEUED and not Path(run.output_dir).exists():
+            return Listing(run, [])  # a sweep's queued runs get their folder when they start
         return Listing(run, list_files(Path(run.output_dir)))
 
     def result_file(self, ref: str, name: str) -> BinaryIO:
@@ -567,6 +593,80 @@ class Service:
         self._writable_registry()  # migrate and settle before the loop starts
         self.close()  # the worker forks: it opens its own connection
         return Worker(self.settings, self.backend, idle_exit, drain, on_event)
+
+    # --- many runs: sweeps, compare, plots (the work is in btmanager.sweeps, compare, plot) ---
+
+    def sweep(self, request: SweepRequest) -> SweepResult:
+        """Queue a sweep's runs (detached, one transaction) and make sure a worker runs them."""
+        from btmanager.lifecycle.create import DEFAULT_DETACHED_NICE
+        from btmanager.sweeps.submit import plan, submit_sweep
+
+        if request.max_parallel is not None:
+            check_limit(request.max_parallel, "--max-parallel")
+        if request.base.nice is None:
+            request.base.nice = DEFAULT_DETACHED_NICE
+        request.after = [self._find(ref).run_id for ref in request.after]
+        planned = plan(request)  # every refusal before anything is stored
+        self._store_env_limit()
+        result = submit_sweep(self.settings, self.states(), request, planned)
+        try:
+            self.ensure_worker()
+        except (BtError, OSError) as exc:
+            self.housekeeping_problem = str(exc)
+        return result
+
+    def sweep_plan(self, request: SweepRequest) -> Planned:
+        """What `sweep` would queue (`--dry-run`)."""
+        from btmanager.sweeps.submit import dry_run
+
+        if request.max_parallel is not None:
+            check_limit(request.max_parallel, "--max-parallel")
+        for ref in request.after:
+            self._find(ref)
+        return dry_run(request)
+
+    def follow_sweep(self, sweep_id: str, on_change: Callable[[Progress], None]) -> Progress:
+        """Report a sweep's progress on each change until all its runs are final."""
+        from btmanager.sweeps import progress, store
+
+        return progress.follow(
+            lambda: store.counts(self.registry, sweep_id),
+            on_change,
+            lambda: self._housekeeping(self.registry),
+        )
+
+    def sweeps(self) -> list[dict[str, Any]]:
+        from btmanager.sweeps.store import list_sweeps
+
+        try:
+            return list_sweeps(self.registry)
+        except NoRegistry:
+            return []
+
+    def compare(self, refs: Sequence[str], selection: Selection, options: CompareOptions) -> Table:
+        """The compare table of the runs named plus those selected (completed ones unless the
+        selection names a status)."""
+        from btmanager.compare import Table, compare
+
+        ids = [self._find(ref).run_id for ref in refs]
+        try:
+            registry = self.registry
+        except NoRegistry:
+            return Table([], [], [])  # nothing recorded yet: nothing to compare
+        return compare(registry, self._writable_or_none, ids, selection, options)
+
+    def _writable_or_none(self) -> Registry | None:
+        """The writable registry, or None when it cannot be written (full disk, read-only)."""
+        try:
+            return self._writable_registry()
+        except (BtError, OSError):
+            return None
+
+    def curves(self, refs: Sequence[str]) -> list[Curve]:
+        """The equity curves (pnl.csv) of the runs, in the order named."""
+        from btmanager.plot import read_curve
+
+        return [read_curve(self._find(ref)) for ref in refs]
 
 
 MAX_LIMIT = 1024

@@ -88,3 +88,34 @@ def test_another_user_cannot_read_the_registry(lab: QueueLab) -> None:
     )
     assert "READ" not in out.stdout, out.stdout
     assert out.stdout.count("DENIED") == len(targets), out.stdout + out.stderr
+
+
+def test_a_sweeps_environment_is_kept_outside_the_registry(lab: QueueLab) -> None:
+    lab.bt("parallel", "1")
+    gate = lab.gate("hold")
+    blocker = lab.job("blocker", "-p", f"gate={gate}")
+    lab.wait_running(blocker)
+    swept = lab.bt(
+        "sweep", "job.py", "-p", "name=a,b", "--no-validate", "--json", env={"API_TOKEN": SECRET}
+    )
+    assert swept.code == 0, swept.stderr
+    ids = swept.json()["run_ids"]
+    kept = list((lab.results / ".bt-env").glob("*.json"))
+    assert len(kept) == 1 and _mode(kept[0]) == 0o600 and SECRET in kept[0].read_text()
+    gate.touch()
+    code, _ = lab.wait(blocker, *ids)
+    assert code == 0
+    assert not list((lab.results / ".bt-env").glob("*.json"))  # gone once all have started
+    for name in ("bt.sqlite3", "bt.sqlite3-wal"):
+        path = lab.results / name
+        if path.exists():
+            assert SECRET.encode() not in path.read_bytes(), f"{name} holds the secret"
+
+
+def test_a_nul_byte_in_any_sweep_value_queues_nothing(lab: QueueLab) -> None:
+    grid = lab.cwd / "grid.toml"
+    grid.write_text('[grid]\nname = ["a", "b"]\nx = ["1", "2\\u0000"]\n', encoding="utf-8")
+    bad = lab.bt("sweep", "job.py", "--grid", str(grid))
+    assert bad.code == 2 and bad.stderr.startswith("Error: ") and "NUL" in bad.stderr, bad.stderr
+    assert bad.stderr.count("\n") == 1
+    assert lab.rows() == {}

@@ -13,7 +13,10 @@ from typing import TYPE_CHECKING, Any, Literal
 from btmanager.render.common import emit_json, is_terminal
 
 if TYPE_CHECKING:
+    from btmanager.compare import Table
     from btmanager.registry.model import Run
+    from btmanager.render.many import PlainProgress, RichProgress
+    from btmanager.sweeps.submit import Planned
     from btmanager.validation.report import Report
 
 Mode = Literal["json", "rich", "plain"]
@@ -121,3 +124,64 @@ class Output:
             stdout_console().print(f"[{style}]{escape(head)}[/]{sep}{escape(rest)}", soft_wrap=True)
         else:
             sys.stdout.write(text + "\n")
+
+    # --- many runs ------------------------------------------------------------------------
+
+    def sweep_plan(self, planned: Planned) -> None:
+        """`bt sweep --dry-run`: the runs it would queue."""
+        if self.mode == "json":
+            emit_json(planned.to_dict())
+            return
+        from btmanager.render.many import plan_grid, plan_title
+
+        grid = plan_grid(planned)
+        if self.mode == "rich":
+            from btmanager.render.common import stdout_console
+
+            grid.render(stdout_console(), plan_title(planned))
+        else:
+            sys.stdout.write(plan_title(planned) + "\n")
+            grid.write(sys.stdout)
+
+    def sweep_progress(self, sweep_id: str, total: int) -> PlainProgress | RichProgress | None:
+        """What shows a sweep's progress while `bt sweep --wait` waits (nothing with --json)."""
+        if self.mode == "json":
+            return None
+        if self.mode == "rich":
+            from btmanager.render.common import stdout_console
+            from btmanager.render.many import RichProgress
+
+            return RichProgress(sweep_id, total, stdout_console())
+        from btmanager.render.many import PlainProgress
+
+        return PlainProgress(sweep_id)
+
+    def sweeps(self, sweeps: list[dict[str, Any]], registry: str) -> None:
+        if self.mode == "json":
+            emit_json({"sweeps": sweeps})
+            return
+        from btmanager.render.many import no_sweeps, sweeps_grid
+
+        if not sweeps:
+            self.message(no_sweeps(registry))
+            return
+        grid = sweeps_grid(sweeps)
+        if self.mode == "rich":
+            from btmanager.render.common import stdout_console
+
+            grid.render(stdout_console())
+        else:
+            grid.write(sys.stdout)
+
+    def compare(self, table: Table) -> None:
+        if self.mode == "json":
+            emit_json(table.to_dict())
+        elif self.mode == "rich":
+            from btmanager.render.common import stdout_console
+            from btmanager.render.many import render_table
+
+            render_table(table, stdout_console())
+        else:
+            from btmanager.render.many import write_table
+
+            write_table(table)

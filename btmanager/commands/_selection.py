@@ -8,7 +8,7 @@ import typer
 
 SweepOption = Annotated[
     str | None,
-    typer.Option("--sweep", metavar="ID", help="Only runs of this sweep (id or prefix)."),
+    typer.Option("--sweep", metavar="ID", help="Only runs of this sweep (id, prefix, or latest)."),
 ]
 LabelOption = Annotated[
     str | None, typer.Option("--label", metavar="TEXT", help="Only runs with exactly this label.")

@@ -70,6 +70,61 @@ def _make_run_folder(settings: Settings) -> tuple[str, Path]:
     raise StorageError(f"Could not find a free run id in {settings.results_dir}")
 
 
+@dataclass(frozen=True)
+class Prepared:
+    """What every run of one request shares, resolved once (a sweep has thousands of runs)."""
+
+    script: Path
+    env: dict[str, str]
+
+
+def prepare(request: RunRequest, environ: Mapping[str, str] | None = None) -> Prepared:
+    """Resolve and check the request's script, and take the submitter's environment."""
+    env = dict(os.environ if environ is None else environ)
+    script = resolve_script(request.script, request.cwd, env)
+    check_runnable(script)
+    return Prepared(script, env)
+
+
+def run_values(
+    request: RunRequest,
+    prepared: Prepared,
+    run_id: str,
+    output_dir: Path,
+    *,
+    detached: bool,
+    params: dict[str, str] | None = None,
+    label: str | None = None,
+    keep_env: bool = False,
+) -> dict[str, Any]:
+    """The registry row of one run of `request` (`params`/`label` replace the request's).
+
+    The environment is never part of it: a detached run's waits in a file of its own (see
+    `save_environment`), a sweep's in one file for all its runs. (`keep_env` is ignored.)
+    """
+    params = request.params if params is None else params
+    return {
+        "run_id": run_id,
+        "script_path": request.script,
+        "script_resolved": str(prepared.script),
+        "params": params,
+        "extra_args": request.extra_args,
+        "command": build_argv(
+            prepared.script, params, request.extra_args, output_dir, prepared.env
+        ),
+        "cwd": str(request.cwd),
+        "output_dir": str(output_dir),
+        "label": request.label if label is None else label,
+        "priority": request.priority,
+        "detached": int(detached),
+        "nice": request.nice,
+        "timeout_seconds": request.timeout,
+        "grace_seconds": request.grace,
+        "validate": int(request.validate),
+        "rules": request.rules,
+    }
+
+
 def create_run(
     settings: Settings,
     states: RunStates,
@@ -96,27 +151,9 @@ def create_run(
         settings.run_dir(RUN_ID_SAMPLE),
         env,
     )
-    script = resolve_script(request.script, request.cwd, env)
-    check_runnable(script)
+    prepared = prepare(request, env)
     run_id, output_dir = _make_run_folder(settings)
-    values: dict[str, Any] = {
-        "run_id": run_id,
-        "script_path": request.script,
-        "script_resolved": str(script),
-        "params": request.params,
-        "extra_args": request.extra_args,
-        "command": build_argv(script, request.params, request.extra_args, output_dir, env),
-        "cwd": str(request.cwd),
-        "output_dir": str(output_dir),
-        "label": request.label,
-        "priority": request.priority,
-        "detached": int(detached),
-        "nice": request.nice,
-        "timeout_seconds": request.timeout,
-        "grace_seconds": request.grace,
-        "validate": int(request.validate),
-        "rules": request.rules,
-    }
+    values = run_values(request, prepared, run_id, output_dir, detached=detached, keep_env=False)
     if watcher is not None:
         values["worker_pid"] = watcher.pid
         values["worker_create_time"] = watcher.create_time

@@ -16,6 +16,7 @@ import os
 import sqlite3
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from btmanager.lifecycle.exitrecord import ExitRecord
@@ -75,6 +76,79 @@ def decide(run: Run, record: ExitRecord, report: Mapping[str, Any] | None) -> De
     if report is not None and not report.get("valid", False):
         return Decision(Status.FAILED, FailureKind.VALIDATION, describe_validation(report))
     return Decision(Status.COMPLETED, None, None)
+
+
+def _make_folder(run: Run) -> None:
+    """A starting run's folder, if it was queued without one (a sweep's runs are, see
+    `RunStates.queue_sweep`). Best effort: if it cannot be made, the start fails and says why."""
+    from pathlib import Path
+
+    from btmanager.lifecycle.create import RUN_FOLDER_MODE
+
+    try:
+        Path(run.output_dir).mkdir(mode=RUN_FOLDER_MODE, exist_ok=True)
+    except OSError:
+        pass
+
+
+# A sweep's environment waits for its runs in one owner-only file beside the registry (never in
+# it: it may hold credentials), copied into each run's folder as the run starts, and deleted
+# once none of the sweep's runs is queued any more.
+SWEEP_ENV_DIR = ".bt-env"
+
+
+def _sweep_env_path(db_path: Path, sweep_id: str) -> Path:
+    return db_path.parent / SWEEP_ENV_DIR / f"{sweep_id}.json"
+
+
+def save_sweep_environment(db_path: Path, sweep_id: str, env: Mapping[str, str]) -> None:
+    import json
+
+    from btmanager.errors import StorageError
+    from btmanager.lifecycle.create import NOT_KEPT
+
+    path = _sweep_env_path(db_path, sweep_id)
+    kept = {key: value for key, value in env.items() if key not in NOT_KEPT}
+    try:
+        path.parent.mkdir(mode=0o700, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            json.dump(kept, handle)
+    except OSError as exc:
+        raise StorageError(f"Cannot write {path}: {exc.strerror or exc}") from None
+
+
+def sweep_environment_to_run(registry: Registry, run: Run) -> None:
+    """Copy the sweep's environment into a starting run's folder (best effort: a run without
+    one starts with its worker's environment)."""
+    import json
+
+    from btmanager.errors import BtError
+    from btmanager.lifecycle.create import save_environment
+
+    assert run.sweep_id is not None
+    try:
+        env = json.loads(_sweep_env_path(registry.path, run.sweep_id).read_text(encoding="utf-8"))
+        if isinstance(env, dict):
+            save_environment(Path(run.output_dir), {str(k): str(v) for k, v in env.items()})
+    except (OSError, ValueError, BtError):
+        pass
+    forget_sweep_environment_if_started(registry, run.sweep_id)
+
+
+def forget_sweep_environment_if_started(registry: Registry, sweep_id: str) -> None:
+    try:
+        queued = registry.db.execute(
+            "SELECT EXISTS (SELECT 1 FROM runs WHERE sweep_id = ? AND status = 'queued')",
+            (sweep_id,),
+        ).fetchone()[0]
+    except sqlite3.Error:
+        return
+    if not queued:
+        try:
+            _sweep_env_path(registry.path, sweep_id).unlink()
+        except OSError:
+            pass
 
 
 class RunStates:
@@ -152,6 +226,51 @@ class RunStates:
                     )
         return [self._recorded(run_id) for run_id in ids]
 
+    def queue_sweep(
+        self,
+        columns: Sequence[str],
+        rows: Sequence[Sequence[Any]],
+        sweep: Mapping[str, Any],
+        after: Sequence[str] = (),
+    ) -> None:
+        """Queue a sweep's runs (and the sweep) in one transaction, as fast as SQLite inserts.
+
+        `rows` are ready for SQLite, one value per column of `columns` (JSON columns already
+        encoded, see `registry.db.dumps`): the caller builds 10 000 of them from what they share.
+        Unlike `create_many`, this reads nothing back and touches no file: 10 000 run folders
+        and run.json files would cost seconds, several times the inserts themselves. A sweep's
+        run gets its folder and its run.json when it starts (see `claim`), which is when they
+        first hold anything; until then the registry alone knows the run. The submitter's
+        environment is stored once, with the sweep (`sweep["env"]`), and copied into each run
+        as it starts.
+        """
+        if not rows:
+            return
+        now = self.clock.now_iso()
+        sweep_id = sweep["sweep_id"]
+        queued = str(Status.QUEUED)
+        names = [*columns, "status", "created_at", "sweep_id"]
+        env = sweep.get("env")
+        if env is not None:
+            save_sweep_environment(self.registry.path, sweep_id, env)
+        with self.registry.write() as db:
+            db.execute(
+                "INSERT INTO sweeps (sweep_id, script_path, created_at, max_parallel, count)"
+                " VALUES (?, ?, ?, ?, ?)",
+                (sweep_id, sweep["script_path"], now, sweep.get("max_parallel"), len(rows)),
+            )
+            marks = ", ".join("?" for _ in names)
+            db.executemany(
+                f"INSERT INTO runs ({', '.join(names)}) VALUES ({marks})",
+                ((*row, queued, now, sweep_id) for row in rows),
+            )
+            if after:
+                at = list(columns).index("run_id")
+                db.executemany(
+                    "INSERT OR IGNORE INTO run_after (run_id, after_run_id) VALUES (?, ?)",
+                    [(row[at], dependency) for row in rows for dependency in after],
+                )
+
     def claim(self, worker: ProcessIdentity) -> Run | None:
         """Move the next startable queued run to `running`, within the stored limit.
 
@@ -182,7 +301,18 @@ class RunStates:
                 )
         for dropped_id in dropped:
             self._recorded(dropped_id)
-        return None if run_id is None else self._recorded(run_id)
+        if run_id is None:
+            return None
+        started = self.registry.get(run_id)
+        _make_folder(started)
+        if started.sweep_id is not None:
+            # A sweep's runs were queued without their environment (see `queue_sweep`).
+            sweep_environment_to_run(self.registry, started)
+        if self.write_files:
+            from btmanager.lifecycle.runfile import write_run_file
+
+            write_run_file(started)
+        return started
 
     def _cancel_broken_dependents(self, db: sqlite3.Connection) -> list[str]:
         """Cancel queued runs whose dependency failed, and theirs in turn (inside a write)."""
@@ -245,7 +375,12 @@ class RunStates:
                 },
                 (Status.QUEUED,),
             )
-        return self._recorded(run_id) if changed else None
+        if not changed:
+            return None
+        run = self._recorded(run_id)
+        if run.sweep_id is not None:
+            forget_sweep_environment_if_started(self.registry, run.sweep_id)
+        return run
 
     def request_cancel(self, run_id: str, reason: str, grace: float | None = None) -> Run | None:
         """Mark a running run for cancelling; its supervisor ends it. The first request's

@@ -257,6 +257,11 @@ def _where(selection: Selection) -> tuple[str, list[Any]]:
     return (f"WHERE {' AND '.join(where)}" if where else ""), args
 
 
+def selection_where(selection: Selection) -> tuple[str, list[Any]]:
+    """`WHERE ...` and its arguments for the runs a selection matches (over table `runs`)."""
+    return _where(selection)
+
+
 def dumps(value: Any) -> str | None:
     return None if value is None else json.dumps(value)
 
@@ -441,10 +446,17 @@ class Registry:
 
     @_guarded
     def resolve_sweep(self, ref: str) -> str:
-        """A full sweep id or a unique prefix of one (with or without `sweep_`)."""
+        """A full sweep id, a unique prefix of one (with or without `sweep_`), or `latest`."""
         ref = ref.strip()
         if not ref:
             raise NotFoundError("Empty sweep id")
+        if ref == "latest":
+            newest = self.db.execute(
+                "SELECT sweep_id FROM sweeps ORDER BY created_at DESC, rowid DESC LIMIT 1"
+            ).fetchone()
+            if newest is None:
+                raise NotFoundError("No sweeps yet: 'latest' names nothing")
+            return str(newest[0])
         prefix = ref if ref.startswith("sweep_") else f"sweep_{ref}"
         rows = self.db.execute(
             "SELECT sweep_id FROM sweeps WHERE sweep_id LIKE ? ESCAPE '\\' ORDER BY created_at DESC"
@@ -528,6 +540,12 @@ class Registry:
     @_guarded
     def setting(self, key: str) -> str | None:
         return self.setting_in(self.db, key)
+
+    @_guarded
+    def rows(self, sql: str, args: Sequence[Any] = ()) -> list[sqlite3.Row]:
+        """The rows of a read query, for modules with queries of their own (sweeps, compare);
+        sqlite3 errors become BtErrors as everywhere else."""
+        return self.db.execute(sql, tuple(args)).fetchall()
 
     # --- writes that do not change a run's status -------------------------------------------
 

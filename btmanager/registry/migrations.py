@@ -160,6 +160,18 @@ def _add_many_runs(db: sqlite3.Connection) -> None:
     db.execute("CREATE INDEX metrics_name ON metrics(name, value)")
 
 
+def _add_sweep_environment_and_index(db: sqlite3.Connection) -> None:
+    """A sweep's submitter environment, stored once for all its runs (each run gets a copy when
+    it starts): 10 000 copies of it would make a sweep's one transaction several times bigger.
+
+    The sweep index also holds run_id, so comparing a sweep's runs (joined with their metrics
+    by run_id) reads the index alone, never the rows with their large JSON columns.
+    """
+    db.execute("ALTER TABLE sweeps ADD COLUMN env TEXT")
+    db.execute("DROP INDEX runs_sweep")
+    db.execute("CREATE INDEX runs_sweep ON runs(sweep_id, status, run_id)")
+
+
 MIGRATIONS: tuple[Migration, ...] = (
     Migration("0001_create_runs", _create_runs),
     Migration("0002_queue_and_supervision", _add_queue_and_supervision),
@@ -167,6 +179,7 @@ MIGRATIONS: tuple[Migration, ...] = (
     Migration("0004_environment", _add_environment),
     Migration("0005_lifecycle", _add_lifecycle),
     Migration("0006_many_runs", _add_many_runs),
+    Migration("0007_sweep_environment_and_index", _add_sweep_environment_and_index),
 )
 
 LATEST_VERSION = len(MIGRATIONS)

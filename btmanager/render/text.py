@@ -27,7 +27,42 @@ MESSAGES_SHOWN = 5  # validation messages `bt status` lists before "... N more"
 Row = tuple[str, str, str | None]
 
 
-def status_rows(run: Run) -> list[Row]:
+GLANCE_METRICS = ("total_pnl", "sharpe_ratio", "max_drawdown", "win_rate")
+
+
+def _metric_text(value: float) -> str:
+    if value == int(value) and abs(value) < 1e15:
+        return str(int(value))
+    return f"{value:.2f}" if abs(value) >= 1000 else f"{value:.4g}"
+
+
+def glance_rows(run: Run, unicode: bool = True) -> list[Row]:
+    """A finished run's equity curve as a sparkline and its key metrics, when its files have
+    them (pnl.csv, summary.csv); nothing otherwise. Small files only: `bt status` stays fast."""
+    if run.status not in ("completed", "failed"):
+        return []
+    from pathlib import Path
+
+    from btmanager.plot import SPARK_MAX_BYTES, PnlError, read_pnl, sparkline
+    from btmanager.validation.metrics import read_metrics
+
+    folder = Path(run.output_dir)
+    rows: list[Row] = []
+    try:
+        dates, values = read_pnl(folder, SPARK_MAX_BYTES)
+    except (PnlError, OSError):
+        pass
+    else:
+        span = f"{dates[0]} .. {dates[-1]}, last {_metric_text(values[-1])}"
+        rows.append(("Equity", f"{sparkline(values, unicode=unicode)}  {span}", "cyan"))
+    metrics = read_metrics(folder)
+    shown = [f"{name} {_metric_text(metrics[name])}" for name in GLANCE_METRICS if name in metrics]
+    if shown:
+        rows.append(("Metrics", "  ".join(shown), None))
+    return rows
+
+
+def status_rows(run: Run, unicode: bool = True) -> list[Row]:
     duration = run.duration_seconds
     if duration is None and run.status == "running":
         duration = elapsed_since(run.started_at)
@@ -62,6 +97,7 @@ def status_rows(run: Run) -> list[Row]:
         rows.append(("Validation", verdict, "green" if valid else "red"))
     elif not run.validate:
         rows.append(("Validation", "skipped (--no-validate)", None))
+    rows += glance_rows(run, unicode)
     return rows
 
 
@@ -80,7 +116,8 @@ def status_messages(run: Run) -> list[Row]:
 
 def write_status(run: Run, out: IO[str] | None = None) -> None:
     stream = out or sys.stdout
-    for label, text, _style in status_rows(run):
+    unicode = (getattr(stream, "encoding", "") or "").lower().startswith("utf")
+    for label, text, _style in status_rows(run, unicode):
         stream.write(f"{label:<12} {text}\n")
     for kind, message, _style in status_messages(run):
         stream.write(f"  {kind}: {message}\n")
