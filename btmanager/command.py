@@ -39,17 +39,22 @@ def check_runnable(script: Path) -> None:
 
 def build_argv(
     script: Path,
-    params: Mapping[str, str],
+    params: Mapping[str, str | None],
     extra_args: Sequence[str],
     output_dir: Path,
     environ: Mapping[str, str],
 ) -> list[str]:
-    """`<python> SCRIPT --KEY VALUE ... [EXTRA...] --output_dir <outdir>`; non-.py run directly."""
+    """`<python> SCRIPT --KEY VALUE ... [EXTRA...] --output_dir <outdir>`; non-.py run directly.
+
+    A param whose value is None is a flag: `--KEY` alone."""
     argv: list[str] = []
     if script.suffix.lower() == ".py":
         argv.append(environ.get("BT_PYTHON") or sys.executable)
     argv.append(str(script))
     for key, value in params.items():
+        if value is None:  # a flag (`--flag NAME`): the option alone
+            argv.append(f"--{key}")
+            continue
         argv += [f"--{key}", value]
     argv += list(extra_args)
     argv += ["--output_dir", str(output_dir)]

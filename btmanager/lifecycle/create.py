@@ -12,12 +12,14 @@ from btmanager.command import build_argv, build_env, check_runnable, resolve_scr
 from btmanager.errors import StorageError
 from btmanager.lifecycle.state import RunStates
 from btmanager.logs import LOG_FILE
+from btmanager.params import ParamValue, argv_params
 from btmanager.registry.model import ProcessIdentity, Run
 from btmanager.settings import DEFAULT_GRACE, Settings
 from btmanager.timeutil import new_run_id
 
 if TYPE_CHECKING:
     from btmanager.execution import LaunchSpec
+    from btmanager.provenance import SavedSource
 
 DEFAULT_DETACHED_NICE = 10
 # A run folder holds the script's results and its log: owner-only, whatever the umask.
@@ -29,7 +31,9 @@ class RunRequest:
     """What the user asked `bt run` for, before anything is recorded."""
 
     script: str
-    params: dict[str, str] = field(default_factory=dict)
+    # Values from -p are text; a params file's numbers and booleans keep their type; None is a
+    # flag (`--flag NAME`). The script gets them all as text (see btmanager.params.param_text).
+    params: dict[str, ParamValue] = field(default_factory=dict)
     extra_args: list[str] = field(default_factory=list)
     cwd: Path = field(default_factory=Path.cwd)
     label: str | None = None
@@ -39,6 +43,10 @@ class RunRequest:
     grace: float = DEFAULT_GRACE
     priority: int = 0
     nice: int | None = None
+    after: list[str] = field(default_factory=list)  # run ids that must complete first
+    rerun_of: str | None = None
+    # An --exact rerun runs the script copy saved with an earlier run: that run's git state.
+    saved_source: SavedSource | None = None
 
 
 def _make_run_folder(settings: Settings) -> tuple[str, Path]:
@@ -87,7 +95,9 @@ def create_run(
         "script_resolved": str(script),
         "params": request.params,
         "extra_args": request.extra_args,
-        "command": build_argv(script, request.params, request.extra_args, output_dir, env),
+        "command": build_argv(
+            script, argv_params(request.params), request.extra_args, output_dir, env
+        ),
         "cwd": str(request.cwd),
         "output_dir": str(output_dir),
         "label": request.label,
@@ -98,14 +108,19 @@ def create_run(
         "grace_seconds": request.grace,
         "validate": int(request.validate),
         "rules": request.rules,
+        "rerun_of": request.rerun_of,
     }
     if watcher is not None:
         values["worker_pid"] = watcher.pid
         values["worker_create_time"] = watcher.create_time
     try:
+        from btmanager.lifecycle.exitrecord import STATE_DIR
+        from btmanager.provenance import collect
+
+        values["provenance"] = collect(script, output_dir / STATE_DIR, env, request.saved_source)
         if detached:
             save_environment(output_dir, env)
-        return states.create(values, running=not detached)
+        return states.create(values, running=not detached, after=request.after)
     except BaseException:
         _remove_folder(output_dir)
         raise
