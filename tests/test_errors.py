@@ -150,8 +150,12 @@ def test_params_file_is_a_directory(bt: BtRunner) -> None:
 def test_corrupt_registry(bt: BtRunner) -> None:
     bt.results.mkdir()
     (bt.results / "bt.sqlite3").write_bytes(b"garbage" * 1000)
-    for args in (("list",), ("status", "latest"), ("health", "--json"), ("run", "x.py")):
+    for args in (("list",), ("status", "latest"), ("run", "x.py")):
         assert_user_error(bt(*args), "corrupt")
+    # `bt health` reports it (exit 1) rather than failing on it.
+    health = bt("health", "--json")
+    assert health.code == 1 and health.stderr == ""
+    assert health.json()["status"] == "unhealthy" and "corrupt" in health.json()["reason"]
 
 
 @pytest.mark.skipif(os.geteuid() == 0, reason="root ignores file permissions")

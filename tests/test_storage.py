@@ -28,7 +28,9 @@ def _mount(point: Path, options: str) -> bool:
 @pytest.fixture
 def small_disk(tmp_path: Path) -> Iterator[Path]:
     point = tmp_path / "disk"
-    if not _mount(point, "size=256k"):
+    # Room for one run: the registry and its WAL while it is created, the run folder with the
+    # copy of its script (provenance); the tests then fill it or make it read-only.
+    if not _mount(point, "size=512k"):
         pytest.skip("cannot mount a tmpfs here (needs root)")
     try:
         yield point
