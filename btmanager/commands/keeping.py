@@ -16,11 +16,8 @@ from btmanager.commands._selection import (
     SweepOption,
     TagOption,
 )
+from btmanager.commands.inspect import RunRef
 from btmanager.commands.run import AfterOption, FlagOption, after_ids, print_queued, run_attached
-
-RunRef = Annotated[
-    str, typer.Argument(metavar="RUN_ID", help="Run id, a unique prefix of one, or 'latest'.")
-]
 
 
 @app.command()
