@@ -11,7 +11,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 from btmanager.errors import BtError, NotFoundError, UsageError
 from btmanager.registry.db import NoRegistry, Registry, Selection
@@ -434,31 +434,21 @@ class Service:
 
     # --- logs and files -------------------------------------------------------------------
 
-    @staticmethod
-    def _check_folder(run: Run) -> None:
-        if not Path(run.output_dir).is_dir():
-            raise NotFoundError(f"Run folder not found: {run.output_dir} (moved or deleted?)")
-
-    def _log_path(self, run: Run) -> Path:
-        from btmanager.logs import LOG_FILE
-
-        return Path(run.output_dir) / LOG_FILE
-
     def logs(self, ref: str, lines: int) -> LogTail:
         if lines < 0:
             raise UsageError("--lines must be 0 or more")
-        from btmanager.logs import count_lines, tail_lines
+        from btmanager.logs import count_lines, open_log, tail_lines
 
         run = self._find(ref)
-        path = self._log_path(run)
-        if not path.exists():
-            self._check_folder(run)
+        handle = open_log(Path(run.output_dir))
+        if handle is None:
             return LogTail(run.run_id, [], 0)  # not started yet: no log, no lines
-        try:
-            reader = count_lines(path, run.log_size, run.log_lines)
-            tail = tail_lines(path, lines)
-        except OSError as exc:
-            raise NotFoundError(f"Cannot read {path}: {exc.strerror or exc}") from None
+        with handle:
+            try:
+                reader = count_lines(handle, run.log_size, run.log_lines)
+                tail = tail_lines(handle, lines, end=reader.offset)
+            except OSError as exc:
+                raise NotFoundError(f"Cannot read {run.output_dir}/execution.log: {exc}") from None
         if reader.offset != run.log_size:
             try:
                 self._writable_registry().set_log_cache(run.run_id, reader.offset, reader.lines)
@@ -468,32 +458,33 @@ class Service:
 
     def follow(self, ref: str, lines: int) -> Iterator[str]:
         """The last `lines` lines, then new lines as they are written, until the run ends."""
-        from btmanager.logs import LogReader, complete_lines_end, split_lines, tail_lines
+        from btmanager.logs import LineSplitter, LogReader, complete_lines_end, iter_tail, open_log
 
         run = self._find(ref)
         registry = self.registry
-        path = self._log_path(run)
-        while not path.exists() and registry.get(run.run_id).status in (QUEUED, RUNNING):
+        folder = Path(run.output_dir)
+        handle = open_log(folder)
+        while handle is None and registry.get(run.run_id).status in (QUEUED, RUNNING):
             time.sleep(_WAIT_POLL)
-        if not path.exists():
-            self._check_folder(run)
+            handle = open_log(folder)
+        if handle is None:
             return
-        # Tail the complete lines up to a fixed point, then stream from exactly there: no line
-        # is lost, repeated or cut in two.
-        offset = complete_lines_end(path)
-        yield from tail_lines(path, lines, end=offset)
-        follower = LogReader(path, offset)
-        pending = b""
-        while True:
-            finished = registry.get(run.run_id).status in FINAL_STATUSES
-            for chunk in follower.read_new():
-                complete, pending = split_lines(pending + chunk)
-                yield from complete
-            if finished:
-                break
-            time.sleep(_WAIT_POLL)
-        if pending:
-            yield pending.decode("utf-8", errors="replace")
+        with handle:
+            # Tail the complete lines up to a fixed point, then stream from exactly there: no
+            # line is lost, repeated or cut in two. One descriptor throughout, opened safely.
+            offset = complete_lines_end(handle)
+            yield from iter_tail(handle, lines, end=offset)
+            follower = LogReader(None, offset, handle=handle)
+            splitter = LineSplitter()
+            while True:
+                finished = registry.get(run.run_id).status in FINAL_STATUSES
+                for chunk in follower.read_new():
+                    yield from splitter.feed(chunk)
+                if finished:
+                    break
+                time.sleep(_WAIT_POLL)
+            if splitter.pending:
+                yield splitter.finish()
 
     def results(self, ref: str) -> Listing:
         from btmanager.results import list_files
@@ -501,26 +492,26 @@ class Service:
         run = self._find(ref)
         return Listing(run, list_files(Path(run.output_dir)))
 
-    def result_file(self, ref: str, name: str) -> Path:
-        from btmanager.results import safe_path
+    def result_file(self, ref: str, name: str) -> BinaryIO:
+        """A file of the run folder, open for reading (never one outside the folder)."""
+        from btmanager.results import open_result
 
         run = self._find(ref)
-        return safe_path(Path(run.output_dir), name)
+        return open_result(Path(run.output_dir), name)
 
     @staticmethod
-    def copy_result(source: Path, destination: Path) -> int:
-        """Copy a result file to a path (atomically: temp file then rename)."""
+    def copy_result(source: BinaryIO, destination: Path, force: bool = False) -> int:
+        """Copy an open result file to a path: a regular file or a new one, atomically."""
         import shutil
 
-        temp = destination.with_name(f".{destination.name}.bt-partial")
-        try:
-            with open(source, "rb") as reader, open(temp, "wb") as writer:
-                shutil.copyfileobj(reader, writer, 1024 * 1024)
-            temp.replace(destination)
-        except OSError as exc:
-            temp.unlink(missing_ok=True)
-            raise UsageError(f"Cannot write {destination}: {exc.strerror or exc}") from None
-        return destination.stat().st_size
+        from btmanager.safe_files import write_atomic
+
+        return write_atomic(
+            destination,
+            lambda writer: shutil.copyfileobj(source, writer, 1024 * 1024),
+            force=force,
+            option="--output",
+        )
 
     # --- validation -----------------------------------------------------------------------
 

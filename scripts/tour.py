@@ -72,7 +72,7 @@ overrides; numbers and booleans keep their type, and reach the script as text), 
 `--label`, `--no-validate`, `--rules FILE`, `--json` (only the final status object on stdout).
 
 **Queue runs in the background.** `bt run -d` prints only the run id and returns at once; the run
-starts when a slot is free (`bt parallel N`, default the CPU count), keeps going when the
+starts when a slot is free (`bt parallel`, default the CPU count), keeps going when the
 terminal closes, and a worker is started for it on demand. `--after RUN` makes it wait for
 other runs. `bt wait` blocks until runs finish (exit 0 only if all completed, 124 on
 `--timeout`).""",
@@ -98,9 +98,13 @@ or `latest`, and `--results-dir` may come before or after the command.
         Cmd("bt status latest --json | head -8"),
         Cmd("bt health"),
     ],
-    """`bt logs -f` follows a running run's log until it ends. `bt results` never hands out a file
-outside the run folder. `bt status` of a failed run names the log's last error line (e.g. the
-`KeyError: 'x'` of a traceback).
+    """`bt logs -f` follows a running run's log until it ends; a line longer than 64 KiB is shown cut
+there, ending in `… [line truncated, N bytes]`, so even a 200 MB line costs no memory.
+`bt logs` and `bt results` never read a file outside the run folder (`..`, absolute paths,
+symlinks pointing out, hard-linked files and a run folder that is itself a symlink are refused).
+`-o` writes a new file, or replaces a regular one with `--force` (as does `bt validate --junit`);
+it never writes through a symlink or onto a device or folder. `bt status` of a failed run names
+the log's last error line (e.g. the `KeyError: 'x'` of a traceback).
 
 **Keep what matters.** Tag and annotate runs, rerun them (with changed params; `--exact` runs the
 copy of the script saved with the run), and remove what is no longer needed. Each run records

@@ -28,9 +28,7 @@ def _mount(point: Path, options: str) -> bool:
 @pytest.fixture
 def small_disk(tmp_path: Path) -> Iterator[Path]:
     point = tmp_path / "disk"
-    # Room for one run: the registry and its WAL while it is created, the run folder with the
-    # copy of its script (provenance); the tests then fill it or make it read-only.
-    if not _mount(point, "size=512k"):
+    if not _mount(point, "size=256k"):
         pytest.skip("cannot mount a tmpfs here (needs root)")
     try:
         yield point
@@ -71,9 +69,7 @@ def test_full_disk(bt: BtRunner, small_disk: Path) -> None:
     finally:
         os.close(descriptor)
     _assert_one_error_line(bt("--results-dir", str(results), "run", "ok.py"))
-    # SQLite cannot even open a WAL database for reading without room for its -shm file, so
-    # reading may fail too; it must fail the same clean way.
+    # Reads need no room: the registry is opened read-only (as it is when no -shm can be made).
     listing = bt("--results-dir", str(results), "list", "--json")
-    if listing.code != 0:
-        _assert_one_error_line(listing)
-        assert "disk" in listing.stderr
+    assert listing.code == 0 and listing.stderr == "", listing.stderr
+    assert listing.json()["total"] == 1

@@ -10,6 +10,7 @@ import typer
 from btmanager import exitcodes
 from btmanager.app import JsonOption, app, service
 from btmanager.commands._output import Output
+from btmanager.errors import UsageError
 
 
 @app.command()
@@ -27,11 +28,18 @@ def validate(
         typer.Option(metavar="FILE", help="Validation rules file (TOML; default ./bt.toml)."),
     ] = None,
     junit: Annotated[
-        Path | None,
-        typer.Option(metavar="FILE", help="Also write a JUnit XML report to this file."),
+        str | None,  # as typed: Path() would drop the '/' of `--junit out/`
+        typer.Option(
+            metavar="FILE",
+            help="Also write a JUnit XML report to this file (a new one, or a regular file with "
+            "--force).",
+        ),
     ] = None,
     strict: Annotated[
         bool, typer.Option("--strict", help="Warnings fail too (exit 1), as errors do.")
+    ] = False,
+    force: Annotated[
+        bool, typer.Option("--force", help="Let --junit replace an existing file.")
     ] = False,
     json_output: JsonOption = False,
 ) -> None:
@@ -42,6 +50,13 @@ def validate(
     Exit 0 valid, 1 invalid (or, with --strict, any warning), 2 bad target or rules file.
     With several targets, --json prints {"valid", "reports": [{"target", ...}]}.
     """
+    if junit is not None:
+        from btmanager.safe_files import check_destination
+
+        # Before validating: a bad destination must not leave a new result stored for a run.
+        check_destination(junit, force=force, option="--junit")
+    elif force:
+        raise UsageError("--force goes with --junit")
     svc = service(ctx)
     outcomes = [svc.validate(target, rules, Path.cwd()) for target in targets]
     passed = [
@@ -52,10 +67,10 @@ def validate(
         from btmanager.validation.report import combined
 
         if len(outcomes) == 1:
-            write_junit(outcomes[0].report, junit, outcomes[0].name)
+            write_junit(outcomes[0].report, Path(junit), outcomes[0].name, force)
         else:
             named = [(outcome.name, outcome.report) for outcome in outcomes]
-            write_junit(combined(named), junit, "bt validate")
+            write_junit(combined(named), Path(junit), "bt validate", force)
     out = Output(json_output)
     if out.json and len(outcomes) > 1:
         out.document(
