@@ -1,16 +1,15 @@
 """The line of a failed run's log that says what went wrong (`KeyError: 'x'`).
 
 Read from the end of execution.log, a bounded number of bytes, so a failed run's status costs
-the same on a 1 GB log. The last line that looks like an error wins: a Python exception line
-(the last line of a traceback), else a line with an ERROR/CRITICAL/FATAL level or an
-`error:` of a command-line tool.
+the same on a 1 GB log, and never through a link leading out of the run folder. The last line
+that looks like an error wins: a Python exception line (the last line of a traceback), else a
+line with an ERROR/CRITICAL/FATAL level or an `error:` of a command-line tool.
 """
 
 from __future__ import annotations
 
 import os
 import re
-import stat
 from pathlib import Path
 
 TAIL_BYTES = 64 * 1024
@@ -22,20 +21,19 @@ _EXCEPTION = re.compile(
 _LEVEL = re.compile(r"\b(?:ERROR|CRITICAL|FATAL)\b|\b[Ee]rror:|Fatal Python error")
 
 
-def last_error_line(log: Path, tail_bytes: int = TAIL_BYTES) -> str | None:
-    """The last error-looking line among the log's last `tail_bytes` bytes, or None."""
+def last_error_line(folder: Path, name: str, tail_bytes: int = TAIL_BYTES) -> str | None:
+    """The last error-looking line among the last `tail_bytes` bytes of the run folder's log
+    `name`, or None. Read like every file of a run folder: never from outside it."""
+    from btmanager.errors import BtError
+    from btmanager.safe_files import open_in_folder
+
     try:
-        # Never through a symlink, nor a FIFO: the script may have put one there.
-        flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)
-        with os.fdopen(os.open(log, flags), "rb") as reader:
-            info = os.fstat(reader.fileno())
-            if not stat.S_ISREG(info.st_mode):
-                return None
-            size = info.st_size
+        with open_in_folder(folder, name) as reader:
+            size = os.fstat(reader.fileno()).st_size
             start = max(0, size - tail_bytes)
             reader.seek(start)
             data = reader.read(tail_bytes)
-    except OSError:
+    except (BtError, OSError):
         return None
     lines = data.decode("utf-8", errors="replace").splitlines()
     if start > 0 and lines:

@@ -572,7 +572,7 @@ class Service:
             from btmanager.logerror import last_error_line
             from btmanager.logs import LOG_FILE
 
-            log_error = last_error_line(Path(run.output_dir) / LOG_FILE)
+            log_error = last_error_line(Path(run.output_dir), LOG_FILE)
         return {"metrics": metrics, "log_error": log_error}
 
     def run_ids(self, refs: Sequence[str]) -> list[str]:

@@ -4,6 +4,7 @@ shell completion, and the worker's event lines."""
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import sys
@@ -117,6 +118,21 @@ def test_log_error_is_read_from_the_end_only(bt: BtRunner) -> None:
           "print('ERROR could not reach the data server')\nsys.exit(2)\n")  # fmt: skip
     late = bt("run", "late.py", "--no-validate", "--json").json()
     assert late["log_error"] == "ERROR could not reach the data server"
+
+
+def test_log_error_never_reads_outside_the_run_folder(bt: BtRunner, tmp_path: Path) -> None:
+    write(bt.cwd, "bad.py", KEY_ERROR)
+    status = bt("run", "bad.py", "--no-validate", "--json").json()
+    secret = tmp_path / "secret.txt"
+    secret.write_text("SecretError: the password is hunter2\n")
+    log = Path(status["output_dir"]) / "execution.log"
+    log.unlink()
+    log.symlink_to(secret)
+    assert bt("status", "latest", "--json").json()["log_error"] is None
+    log.unlink()
+    os.link(secret, log)  # a hard link is a file from elsewhere too
+    assert bt("status", "latest", "--json").json()["log_error"] is None
+    assert "hunter2" not in bt("status", "latest").stdout
 
 
 # --- the foreground summary ---------------------------------------------------------------------
