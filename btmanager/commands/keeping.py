@@ -153,6 +153,9 @@ def gc(
     Never queued or running runs, nor runs tagged `keep`. Prints each run removed and the
     bytes freed.
     """
+    from btmanager.commands import _options
+
+    _options.check(("--keep-last", keep_last, _options.COUNT))
     removal = service(ctx).gc(older_than, status, keep_last, dry_run)
     _show_removal(removal.to_dict(), json_output)
 

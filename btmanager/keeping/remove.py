@@ -25,7 +25,7 @@ from btmanager.registry.model import STATUSES, Run, Status
 from btmanager.settings import Settings
 
 _AGE = re.compile(r"(\d+(?:\.\d+)?)\s*([smhdw])")
-_UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
+_UNIT_SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 MAX_AGE_DAYS = 100 * 366
 
 
@@ -68,10 +68,10 @@ def parse_age(text: str) -> timedelta:
         raise UsageError(
             f"Invalid age {text!r}: a number and a unit, s, m, h, d or w (e.g. 30d, 12h)"
         )
-    age = timedelta(**{_UNITS[match.group(2)]: float(match.group(1))})
-    if age > timedelta(days=MAX_AGE_DAYS):
+    seconds = float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
+    if seconds > MAX_AGE_DAYS * 86400:  # also what timedelta could not hold
         raise UsageError(f"Invalid age {text!r}: at most {MAX_AGE_DAYS // 366} years")
-    return age
+    return timedelta(seconds=seconds)
 
 
 def parse_statuses(text: str | None) -> list[str]:
