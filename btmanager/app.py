@@ -20,7 +20,8 @@ app = typer.Typer(
         "the files they write."
     ),
     no_args_is_help=True,
-    add_completion=False,
+    # Typer's own --install-completion / --show-completion (two options on the root command).
+    add_completion=True,
     pretty_exceptions_enable=False,
     # Plain Click help: compact, and it shows each option's metavar where Rich panels show the
     # Python type instead.
@@ -47,8 +48,10 @@ def global_options(
         typer.Option(
             "--results-dir",
             metavar="DIR",
-            help="Results root (default: $BT_RESULTS_DIR, else ./results). "
-            "The registry is <results>/bt.sqlite3 unless $BT_DB names another file.",
+            help="Results root (default: $BT_RESULTS_DIR, else ./results if it exists, else "
+            "the nearest results/bt.sqlite3 in a parent folder, else ./results). The registry "
+            "is <results>/bt.sqlite3 unless $BT_DB names another file. Accepted before or "
+            "after the command.",
             show_default=False,
         ),
     ] = None,

@@ -26,6 +26,7 @@ from btmanager.commands import control  # noqa: F401 # isort: skip
 from btmanager.commands import sweep  # noqa: F401 # isort: skip
 from btmanager.commands import compare  # noqa: F401 # isort: skip
 from btmanager.commands import plot  # noqa: F401 # isort: skip
+from btmanager.commands import keeping  # noqa: F401 # isort: skip
 from btmanager.errors import BtError
 
 # Typer bundles its own Click; its exception base class is reachable from a public exception
@@ -47,14 +48,8 @@ def _fail(message: str, code: int) -> int:
 _GLOBAL_WITH_VALUE = ("--results-dir",)
 
 
-def _app_for(args: Sequence[str]) -> typer.Typer:
-    """The app, narrowed to the one command `args` plainly name (`bt [--results-dir D] NAME`).
-
-    Building the Click tree makes Typer inspect every command's signature (~0.5 ms each, about
-    the cost of the whole work of `bt status`); running one command needs only its own.
-    Anything else (`bt --help`, `bt`, `--version`, an unknown name) gets the whole tree, so
-    help and errors are exactly those of the full app.
-    """
+def _command_index(args: Sequence[str]) -> int | None:
+    """Where the command name is in `args` (after the global options), or None."""
     index = 0
     while index < len(args):
         arg = args[index]
@@ -63,10 +58,50 @@ def _app_for(args: Sequence[str]) -> typer.Typer:
         elif arg.split("=", 1)[0] in _GLOBAL_WITH_VALUE and "=" in arg:
             index += 1
         elif arg.startswith("-"):
-            return app
+            return None
         else:
+            return index
+    return None
+
+
+def hoist_globals(args: Sequence[str]) -> list[str]:
+    """Move global options given after the command (`bt list --results-dir X`) before it,
+    where Click looks for them. Nothing after `--` moves: those are the script's own
+    arguments (`bt run s.py -- --results-dir X`). A later value wins, as for Click."""
+    args = list(args)
+    start = _command_index(args)
+    if start is None:
+        return args
+    moved: list[str] = []
+    kept = args[: start + 1]
+    index = start + 1
+    while index < len(args):
+        arg = args[index]
+        if arg == "--":
+            kept += args[index:]
             break
-    else:
+        if arg in _GLOBAL_WITH_VALUE and index + 1 < len(args):
+            moved += args[index : index + 2]
+            index += 2
+            continue
+        if "=" in arg and arg.split("=", 1)[0] in _GLOBAL_WITH_VALUE:
+            moved.append(arg)
+        else:
+            kept.append(arg)
+        index += 1
+    return kept[:start] + moved + kept[start:]
+
+
+def _app_for(args: Sequence[str]) -> typer.Typer:
+    """The app, narrowed to the one command `args` plainly name (`bt [--results-dir D] NAME`).
+
+    Building the Click tree makes Typer inspect every command's signature (~0.5 ms each, about
+    the cost of the whole work of `bt status`); running one command needs only its own.
+    Anything else (`bt --help`, `bt`, `--version`, an unknown name) gets the whole tree, so
+    help and errors are exactly those of the full app.
+    """
+    index = _command_index(args)
+    if index is None:
         return app
     name = args[index]
     chosen = [
@@ -78,6 +113,9 @@ def _app_for(args: Sequence[str]) -> typer.Typer:
         return app
     narrowed = copy.copy(app)
     narrowed.registered_commands = chosen
+    # --install-completion / --show-completion belong before a command: one that is named
+    # needs neither (and building them costs ~0.5 ms).
+    narrowed._add_completion = False
     return narrowed
 
 
@@ -86,6 +124,7 @@ def run_cli(argv: Sequence[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     if not args:
         args = ["--help"]  # `bt` alone: the overview, and that is not an error
+    args = hoist_globals(args)
     command = get_command(_app_for(args))
     try:
         result = command.main(

@@ -52,7 +52,7 @@ def check_runnable(script: Path) -> None:
 
 def build_argv(
     script: Path,
-    params: Mapping[str, str],
+    params: Mapping[str, str | None],
     extra_args: Sequence[str],
     output_dir: Path,
     environ: Mapping[str, str],
@@ -60,15 +60,18 @@ def build_argv(
     """`<python> SCRIPT --KEY VALUE ... [EXTRA...] --output_dir <outdir>`; non-.py run directly.
 
     A value that begins with '-' and is not a plain decimal number is passed as `--KEY=VALUE`.
+    A param whose value is None is a flag: `--KEY` alone.
     """
     argv: list[str] = []
     if script.suffix.lower() == ".py":
         argv.append(environ.get("BT_PYTHON") or sys.executable)
     argv.append(str(script))
     for key, value in params.items():
+        if value is None:  # a flag (`--flag NAME`): the option alone
+            argv.append(f"--{key}")
         # `-p secs=--help` must not become an option of its own: one `--secs=--help` argument.
         # Negative numbers stay separate, as argparse reads them (`--x -5`).
-        if value.startswith("-") and not _NEGATIVE_NUMBER.fullmatch(value):
+        elif value.startswith("-") and not _NEGATIVE_NUMBER.fullmatch(value):
             argv.append(f"--{key}={value}")
         else:
             argv += [f"--{key}", value]
@@ -139,7 +142,7 @@ def check_launchable(argv: Sequence[str], env: Mapping[str, str]) -> None:
 
 def check_request(
     script: str,
-    params: Mapping[str, str],
+    params: Mapping[str, str | None],
     extra_args: Sequence[str],
     label: str | None,
     cwd: Path,
@@ -153,7 +156,8 @@ def check_request(
     """
     for key, value in params.items():
         check_text(key, f"Parameter key {key!r}")
-        check_text(value, f"Parameter {key!r}")
+        if value is not None:  # a flag has no value
+            check_text(value, f"Parameter {key!r}")
     for arg in extra_args:
         check_text(arg, f"Extra argument {arg!r}")
     if label is not None:

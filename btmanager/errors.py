@@ -37,3 +37,10 @@ class StorageError(BtError):
 
 class RulesError(BtError):
     """A malformed validation rules file."""
+
+
+class RefusedError(BtError):
+    """A request the user made correctly but that bt will not carry out as things stand
+    (e.g. removing a run that is still running): exit 1, like a refused cancel."""
+
+    exit_code = exitcodes.FAILED

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -54,21 +55,54 @@ def _scalar_to_text(key: str, value: Any, origin: str) -> str:
     )
 
 
-def load_params_file(path: Path) -> dict[str, str]:
+def load_params_file(path: Path) -> dict[str, ParamValue]:
     """A flat JSON object or TOML table of parameters; TOML for .toml files, else JSON."""
     from btmanager.inputs import load_document
 
     data = load_document(path, "Params file")
     origin = f"params file {path}"
-    return {check_key(str(k), origin): _scalar_to_text(str(k), v, origin) for k, v in data.items()}
+    return {check_key(str(k), origin): typed_scalar(str(k), v, origin) for k, v in data.items()}
 
 
 def merge_params(
-    file_params: Mapping[str, str] | None, assignments: Iterable[str]
-) -> dict[str, str]:
-    """File params first (in file order), then -p options; a -p key overrides in place."""
+    file_params: Mapping[str, ParamValue] | None,
+    assignments: Iterable[str],
+    flags: Iterable[str] = (),
+) -> dict[str, ParamValue]:
+    """File params first (in file order), then -p options, then --flag names; a later key
+    overrides in place."""
     merged = dict(file_params or {})
     for text in assignments:
         key, value = parse_assignment(text)
         merged[key] = value
+    for name in flags:
+        merged[check_key(name, f"--flag {name!r}")] = None
     return merged
+
+
+# --- typed values ---------------------------------------------------------------------------
+# A params file's numbers and booleans keep their type in the registry and in JSON (`"fast": 5`
+# stays 5, not "5"); the script receives every value as text, booleans as true/false. None is
+# a flag (`--flag NAME`): the script gets `--NAME` alone.
+
+ParamValue = str | int | float | bool | None
+
+
+def typed_scalar(key: str, value: Any, origin: str) -> ParamValue:
+    """A params file's value: numbers and booleans as they are, anything else as text."""
+    if isinstance(value, bool | int) or (isinstance(value, float) and math.isfinite(value)):
+        return value
+    return _scalar_to_text(key, value, origin)
+
+
+def param_text(value: ParamValue) -> str | None:
+    """The text the script receives for a value (None: a flag, no value)."""
+    if value is None or isinstance(value, str):
+        return value
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+def argv_params(params: Mapping[str, ParamValue]) -> dict[str, str | None]:
+    return {key: param_text(value) for key, value in params.items()}

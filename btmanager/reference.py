@@ -60,20 +60,29 @@ def generate() -> str:
             if not getattr(param, "hidden", False) and param.name != "help":
                 lines.append(_option_line(param))
         lines.append("")
-        for name in root.list_commands(root_ctx):  # type: ignore[attr-defined]
-            command = root.get_command(root_ctx, name)  # type: ignore[attr-defined]
-            if command is None or command.hidden:
-                continue
-            with command.make_context(name, [], parent=root_ctx, resilient_parsing=True):
-                lines.append(f"## bt {name}\n")
-                lines.append(f"```\n{_usage(name, command)}\n```\n")
-                lines.append((command.help or "").strip() + "\n")
-                for param in command.params:
-                    if getattr(param, "hidden", False) or param.name == "help":
-                        continue
-                    lines.append(_option_line(param))
-                lines.append("")
+        _commands(root, root_ctx, "", lines)
     return "\n".join(lines).rstrip() + "\n"
+
+
+def _commands(group: Any, group_ctx: Any, prefix: str, lines: list[str]) -> None:
+    """A section per command; a group's commands (`bt registry rebuild`) each get theirs."""
+    for name in group.list_commands(group_ctx):
+        command = group.get_command(group_ctx, name)
+        if command is None or command.hidden:
+            continue
+        full = f"{prefix}{name}"
+        with command.make_context(name, [], parent=group_ctx, resilient_parsing=True) as ctx:
+            if hasattr(command, "list_commands"):
+                _commands(command, ctx, f"{full} ", lines)
+                continue
+            lines.append(f"## bt {full}\n")
+            lines.append(f"```\n{_usage(full, command)}\n```\n")
+            lines.append((command.help or "").strip() + "\n")
+            for param in command.params:
+                if getattr(param, "hidden", False) or param.name == "help":
+                    continue
+                lines.append(_option_line(param))
+            lines.append("")
 
 
 if __name__ == "__main__":

@@ -24,6 +24,8 @@ from btmanager.timeutil import SYSTEM_CLOCK, Clock, now_iso
 if TYPE_CHECKING:
     from btmanager.compare import CompareOptions, Table
     from btmanager.execution import Backend
+    from btmanager.keeping.rebuild import Rebuild
+    from btmanager.keeping.remove import Removal
     from btmanager.lifecycle.create import RunRequest
     from btmanager.lifecycle.queue import Worker
     from btmanager.lifecycle.state import RunStates
@@ -667,6 +669,106 @@ class Service:
         from btmanager.plot import read_curve
 
         return [read_curve(self._find(ref)) for ref in refs]
+
+    # --- keeping runs: details, rerun, tags and notes, rm and gc, rebuild (btmanager.keeping) --
+
+    def details(self, run: Run) -> dict[str, Any]:
+        """What `bt status` shows beside the run's row: summary.csv's metrics as stored, and
+        for a failed run the last error line of its log (read from the end, bounded)."""
+        try:
+            metrics = self.registry.metrics_of(run.run_id)
+        except NoRegistry:
+            metrics = {}
+        log_error = None
+        if run.status == Status.FAILED:
+            from btmanager.logerror import last_error_line
+            from btmanager.logs import LOG_FILE
+
+            log_error = last_error_line(Path(run.output_dir), LOG_FILE)
+        return {"metrics": metrics, "log_error": log_error}
+
+    def run_ids(self, refs: Sequence[str]) -> list[str]:
+        """The full ids of the runs named (ids, prefixes, latest), each once."""
+        return list(dict.fromkeys(self._find(ref).run_id for ref in refs))
+
+    def rerun_request(
+        self,
+        ref: str,
+        assignments: Sequence[str],
+        flags: Sequence[str],
+        label: str | None,
+        exact: bool,
+    ) -> RunRequest:
+        from btmanager.keeping.rerun import rerun_request
+
+        return rerun_request(self._find(ref), assignments, flags, label, exact, os.environ)
+
+    def tag(self, ref: str, tags: Sequence[str], remove: bool) -> Run:
+        from btmanager.keeping.annotate import change_tags
+
+        return change_tags(self._writable_registry(), self._find(ref), tags, remove)
+
+    def note(self, ref: str, text: str, append: bool) -> Run:
+        from btmanager.keeping.annotate import set_note
+
+        return set_note(self._writable_registry(), self._find(ref), text, append)
+
+    def remove(self, refs: Sequence[str], selection: Selection, cancel: bool) -> Removal:
+        """Remove the runs named or selected; queued and running ones are refused (nothing is
+        removed) unless `cancel`, which cancels them first."""
+        from btmanager.errors import RefusedError
+        from btmanager.keeping.remove import remove_runs
+        from btmanager.settings import DEFAULT_GRACE
+
+        ids = self.selected_ids(refs, selection)
+        runs = self.registry.get_many(ids)
+        active = [run.run_id for run in runs if not run.is_final]
+        if active and not cancel:
+            raise RefusedError(
+                f"{len(active)} of these runs are queued or running ({', '.join(active[:5])}"
+                f"{' ...' if len(active) > 5 else ''}); cancel them first, or add --cancel. "
+                "Nothing was removed"
+            )
+        if active:
+            self.cancel_many(active, DEFAULT_GRACE)
+            runs = self.registry.get_many(ids)
+        return remove_runs(self.settings, self.states(), runs)
+
+    def gc(
+        self,
+        older_than: str | None,
+        statuses: str | None,
+        keep_last: int | None,
+        dry_run: bool,
+    ) -> Removal:
+        """Remove the finished runs the filters match, never one tagged `keep`."""
+        from btmanager.keeping.annotate import KEEP_TAG
+        from btmanager.keeping.remove import Removal, parse_age, parse_statuses, remove_runs
+        from btmanager.timeutil import iso
+
+        if older_than is None and statuses is None and keep_last is None:
+            raise UsageError(
+                "Say what to remove: --older-than AGE, --status S and/or --keep-last N"
+            )
+        if keep_last is not None and keep_last < 0:
+            raise UsageError("--keep-last must be 0 or more")
+        cutoff = None if older_than is None else iso(self.clock.now() - parse_age(older_than))
+        chosen = parse_statuses(statuses)
+        try:
+            registry = self.registry
+        except NoRegistry:
+            return Removal(dry_run=dry_run)
+        runs = registry.removable(
+            ended_before=cutoff, statuses=chosen, keep_last=keep_last, protect_tag=KEEP_TAG
+        )
+        states = None if dry_run else self.states()
+        return remove_runs(self.settings, states, runs, unless_tagged=KEEP_TAG)
+
+    def rebuild_registry(self) -> Rebuild:
+        from btmanager.keeping.rebuild import rebuild
+
+        self.close()  # no connection of ours may hold the file about to be set aside
+        return rebuild(self.settings, self.clock)
 
 
 MAX_LIMIT = 1024

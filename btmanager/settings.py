@@ -28,8 +28,8 @@ class Settings:
 
     @classmethod
     def resolve(cls, results_dir: str | None = None) -> Settings:
-        root = Path(results_dir or os.environ.get("BT_RESULTS_DIR") or DEFAULT_RESULTS_DIR)
-        root = root.expanduser().absolute()
+        given = results_dir or os.environ.get("BT_RESULTS_DIR")
+        root = Path(given).expanduser().absolute() if given else discover_results(Path.cwd())
         db_env = os.environ.get("BT_DB")
         db = Path(db_env).expanduser().absolute() if db_env else root / REGISTRY_FILENAME
         limit = os.environ.get(MAX_PARALLEL_ENV, "").strip() or None
@@ -37,3 +37,16 @@ class Settings:
 
     def run_dir(self, run_id: str) -> Path:
         return self.results_dir / f"run_{run_id}"
+
+
+def discover_results(cwd: Path) -> Path:
+    """`./results` if it exists, else the nearest `results/bt.sqlite3` above (as git finds
+    `.git`), else `./results`: `bt list` in a project's sub-folder sees the project's runs."""
+    here = cwd / DEFAULT_RESULTS_DIR
+    if here.exists():
+        return here
+    for parent in cwd.parents:
+        candidate = parent / DEFAULT_RESULTS_DIR
+        if (candidate / REGISTRY_FILENAME).is_file():
+            return candidate
+    return here

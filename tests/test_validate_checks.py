@@ -75,7 +75,8 @@ def test_file_too_small(run: Path, name: str, limit: int) -> None:
     text = (run / name).read_text()
     (run / name).write_text(text[:limit])
     report = validate_dir(run)
-    assert f"{name}: too small: {limit} bytes (expected more than {limit})" in report.errors
+    hint = f'if that is right, set [min_bytes] "{name}" = {limit - 1} in bt.toml'
+    assert f"{name}: too small: {limit} bytes (expected more than {limit}; {hint})" in report.errors
 
 
 def test_directory_in_place_of_a_file(run: Path) -> None:

@@ -62,7 +62,7 @@ def test_explicit_missing_file(tmp_path: Path) -> None:
         ("calendar = ", "invalid TOML: "),
         (
             "colour = 1\n",
-            "unknown key 'colour' (allowed: calendar, files, columns, metrics, rules)",
+            "unknown key 'colour' (allowed: calendar, files, columns, metrics, rules, min_bytes, checks)",
         ),
         ('[rules."trades.csv"]\nmax_los = 1\n', "unknown rule 'rules.\"trades.csv\".max_los'"),
         (

@@ -39,18 +39,19 @@ class Output:
     def document(self, data: Any) -> None:
         emit_json(data)
 
-    def status(self, run: Run) -> None:
+    def status(self, run: Run, details: dict[str, Any] | None = None) -> None:
+        """A run's status; `details` (metrics, the log's error line) join the JSON keys."""
         if self.mode == "json":
-            emit_json(run.to_status_dict())
+            emit_json({**run.to_status_dict(), **(details or {})})
         elif self.mode == "rich":
             from btmanager.render.common import stdout_console
             from btmanager.render.runs import render_status
 
-            render_status(run, stdout_console())
+            render_status(run, stdout_console(), details)
         else:
             from btmanager.render.text import write_status
 
-            write_status(run)
+            write_status(run, details=details)
 
     def runs(self, total: int, runs: list[Run], registry: str, document: Any) -> None:
         """A list of runs (`bt list`, `bt wait`); `document` is the JSON form."""
@@ -185,3 +186,22 @@ class Output:
             from btmanager.render.many import write_table
 
             write_table(table)
+
+    def lines(self, lines: list[tuple[str, str | None]], document: Any) -> None:
+        """Several outcome lines (`bt rm`, `bt gc`, `bt registry rebuild`), each with a Rich
+        style or None; `document` is the JSON form."""
+        if self.mode == "json":
+            emit_json(document)
+        elif self.mode == "rich":
+            from rich.markup import escape
+
+            from btmanager.render.common import stdout_console
+
+            console = stdout_console()
+            for text, style in lines:
+                console.print(
+                    f"[{style}]{escape(text)}[/]" if style else escape(text), soft_wrap=True
+                )
+        else:
+            sys.stdout.writelines(text + "\n" for text, _style in lines)
+            sys.stdout.flush()

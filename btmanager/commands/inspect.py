@@ -27,8 +27,11 @@ RunRef = Annotated[
 
 @app.command()
 def status(ctx: typer.Context, run_id: RunRef, json_output: JsonOption = False) -> None:
-    """Show one run: status, timings, exit code, resources, validation."""
-    Output(json_output).status(service(ctx).status(run_id))
+    """Show one run: status, timings, exit code, resources, validation, metrics, and for a
+    failed run the last error line of its log."""
+    svc = service(ctx)
+    run = svc.status(run_id)
+    Output(json_output).status(run, svc.details(run))
 
 
 @app.command()

@@ -5,12 +5,13 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from btmanager import exitcodes
 from btmanager.app import JsonOption, app, service
+from btmanager.errors import UsageError
 from btmanager.registry.model import Run, Status
 from btmanager.render.common import emit_json, is_terminal, stdout_console
 from btmanager.settings import DEFAULT_GRACE
@@ -33,6 +34,23 @@ def exit_code_for(run: Run) -> int:
     if run.status == Status.CANCELLED:
         return exitcodes.CANCELLED
     return exitcodes.FAILED
+
+
+FlagOption = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--flag", metavar="NAME", help="Passed as --NAME alone (a switch); repeat for more."
+    ),
+]
+AfterOption = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--after",
+        metavar="RUN",
+        help="With --detach: start only after this run completed (cancelled if it fails); "
+        "repeat for more.",
+    ),
+]
 
 
 @app.command()
@@ -92,6 +110,8 @@ def run(
         Path | None,
         typer.Option(metavar="FILE", help="Validation rules file (TOML; default ./bt.toml)."),
     ] = None,
+    flag: FlagOption = None,
+    after: AfterOption = None,
     json_output: JsonOption = False,
 ) -> None:
     """Run a backtest script: an id, a folder, a log, validation.
@@ -115,7 +135,7 @@ def run(
     file_params = load_params_file(params_file) if params_file is not None else None
     request = RunRequest(
         script=script,
-        params=merge_params(file_params, param or []),
+        params=merge_params(file_params, param or [], flag or []),
         extra_args=list(extra or []),
         cwd=Path.cwd(),
         label=label,
@@ -127,24 +147,42 @@ def run(
         nice=nice,
     )
     svc = service(ctx)
+    request.after = after_ids(svc, after, detach)
     if detach:
-        queued = svc.submit(request)
-        if json_output:
-            emit_json(
-                {
-                    "success": True,
-                    "run_id": queued.run_id,
-                    "status": queued.status,
-                    "message": "Backtest queued for execution",
-                }
-            )
-        else:
-            sys.stdout.write(queued.run_id + "\n")
+        print_queued(svc.submit(request), json_output)
         return
-    raise typer.Exit(_run_foreground(svc, request, json_output))
+    raise typer.Exit(run_attached(svc, request, json_output))
 
 
-def _run_foreground(svc: object, request: RunRequest, json_output: bool) -> int:
+def after_ids(svc: object, refs: list[str] | None, detach: bool) -> list[str]:
+    """The runs of `--after`, as full ids; only queued runs can wait."""
+    from btmanager.service import Service
+
+    assert isinstance(svc, Service)
+    if not refs:
+        return []
+    if not detach:
+        raise UsageError("--after needs --detach (a foreground run starts at once)")
+    return svc.run_ids(refs)
+
+
+def print_queued(queued: Run, json_output: bool) -> None:
+    """What `run -d` and `rerun -d` print: the run id alone, so `id=$(bt run -d ...)` works."""
+    if json_output:
+        emit_json(
+            {
+                "success": True,
+                "run_id": queued.run_id,
+                "status": queued.status,
+                "message": "Backtest queued for execution",
+            }
+        )
+    else:
+        sys.stdout.write(queued.run_id + "\n")
+
+
+def run_attached(svc: object, request: RunRequest, json_output: bool) -> int:
+    """A foreground run, mirrored live, then its summary; the exit code to return."""
     from btmanager.execution.signals import stop_on_signals
     from btmanager.lifecycle.watch import QuietObserver, RunObserver, StopRequest
     from btmanager.service import Service
@@ -167,7 +205,7 @@ def _run_foreground(svc: object, request: RunRequest, json_output: bool) -> int:
     with stop_on_signals(lambda name: stop.request(_stop_reason(name))):
         final = svc.run_foreground(request, observer, stop)
     try:
-        _show_final(final, json_output, rich)
+        _show_final(final, svc.details(final), json_output, rich)
     except OSError:
         pass  # the terminal is gone (closed window): the run is recorded all the same
     return exit_code_for(final)
@@ -179,26 +217,27 @@ def _stop_reason(signal_name: str) -> str:
     return f"received {signal_name}"
 
 
-def _show_final(final: Run, json_output: bool, rich: bool) -> None:
+def _show_final(final: Run, details: dict[str, Any], json_output: bool, rich: bool) -> None:
     if json_output:
-        emit_json(final.to_status_dict())
+        emit_json({**final.to_status_dict(), **details})
         return
     report = None
     if final.validation_results:
         from btmanager.validation.report import Report
 
         report = Report(**final.validation_results)
+    # The report that follows lists every validation message: the status leaves them out.
     if rich:
         from btmanager.render.runs import render_status
         from btmanager.render.validation import render_report
 
         console = stdout_console()
-        render_status(final, console)
+        render_status(final, console, details, messages=report is None)
         if report is not None:
             render_report(report, console, title="Output files")
     else:
         from btmanager.render.text import write_report, write_status
 
-        write_status(final)
+        write_status(final, details=details, messages=report is None)
         if report is not None:
             write_report(report, title="Output files")

@@ -15,6 +15,7 @@ from btmanager.errors import UsageError
 from btmanager.settings import DEFAULT_GRACE
 
 if TYPE_CHECKING:
+    from btmanager.params import ParamValue
     from btmanager.service import Service
     from btmanager.sweeps.submit import SweepResult
 
@@ -130,16 +131,22 @@ def sweep(
     use it with list, wait, cancel, compare --sweep). More runs than --max-runs: exit 2,
     nothing queued. With --wait: exit 0 if all completed, 1 if any failed or was cancelled.
     """
+    from btmanager.commands import _options
     from btmanager.commands.run import load_rules_dict
     from btmanager.lifecycle.create import RunRequest
     from btmanager.params import load_params_file
     from btmanager.sweeps.grid import build_space
     from btmanager.sweeps.submit import SweepRequest
 
-    if timeout is not None and timeout <= 0:
-        raise UsageError("--timeout must be a positive number of seconds")
-    if grace < 0:
-        raise UsageError("--grace must be 0 or more")
+    _options.check(
+        ("--timeout", timeout, _options.TIMEOUT),
+        ("--grace", grace, _options.GRACE),
+        ("--priority", priority, _options.PRIORITY),
+        ("--nice", nice, _options.NICE),
+        ("--max-parallel", max_parallel, _options.MAX_PARALLEL),
+        ("--max-runs", max_runs, _options.COUNT),
+        ("--random", random, _options.COUNT),
+    )
     if dry_run and wait:
         raise UsageError("--dry-run queues nothing: there is nothing to --wait for")
     file_params = load_params_file(params_file) if params_file is not None else None
@@ -155,7 +162,7 @@ def sweep(
             priority=priority,
             nice=nice,
         ),
-        space=build_space(file_params, grid, param or []),
+        space=build_space(_texts(file_params), grid, param or []),
         sample=random,
         seed=seed,
         max_runs=max_runs,
@@ -206,3 +213,20 @@ def list_sweeps(ctx: typer.Context, json_output: JsonOption = False) -> None:
     """List sweeps, newest first, with their runs counted by status."""
     svc = service(ctx)
     Output(json_output).sweeps(svc.sweeps(), str(svc.settings.db_path))
+
+
+def _texts(params: dict[str, ParamValue] | None) -> dict[str, str] | None:
+    """A params file's values as the script receives them (a sweep's values are text)."""
+    if params is None:
+        return None
+    from btmanager.params import param_text
+
+    texts: dict[str, str] = {}
+    for key, value in params.items():
+        text = param_text(value)
+        if text is None:
+            raise UsageError(
+                f"Parameter {key!r} of the params file is a flag; bt sweep needs values"
+            )
+        texts[key] = text
+    return texts

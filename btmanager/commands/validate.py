@@ -16,10 +16,11 @@ from btmanager.errors import UsageError
 @app.command()
 def validate(
     ctx: typer.Context,
-    target: Annotated[
-        str,
+    targets: Annotated[
+        list[str],
         typer.Argument(
-            metavar="TARGET", help="A run (id, prefix, latest) or any directory of outputs."
+            metavar="TARGET...",
+            help="Runs (id, prefix, latest) or directories of outputs; one or more.",
         ),
     ],
     rules: Annotated[
@@ -34,16 +35,20 @@ def validate(
             "--force).",
         ),
     ] = None,
+    strict: Annotated[
+        bool, typer.Option("--strict", help="Warnings fail too (exit 1), as errors do.")
+    ] = False,
     force: Annotated[
         bool, typer.Option("--force", help="Let --junit replace an existing file.")
     ] = False,
     json_output: JsonOption = False,
 ) -> None:
-    """Validate the output files of a run or a folder.
+    """Validate the output files of runs or folders.
 
     For a run, the stored result is updated, and a run that exited 0 becomes completed or failed
     as the new result says. Rules: --rules, else ./bt.toml, else those recorded with the run.
-    Exit 0 valid, 1 invalid, 2 bad target or rules file.
+    Exit 0 valid, 1 invalid (or, with --strict, any warning), 2 bad target or rules file.
+    With several targets, --json prints {"valid", "reports": [{"target", ...}]}.
     """
     if junit is not None:
         from btmanager.safe_files import check_destination
@@ -52,11 +57,34 @@ def validate(
         check_destination(junit, force=force, option="--junit")
     elif force:
         raise UsageError("--force goes with --junit")
-    outcome = service(ctx).validate(target, rules, Path.cwd())
+    svc = service(ctx)
+    outcomes = [svc.validate(target, rules, Path.cwd()) for target in targets]
+    passed = [
+        outcome.report.valid and not (strict and outcome.report.warnings) for outcome in outcomes
+    ]
     if junit is not None:
         from btmanager.junit import write_junit
+        from btmanager.validation.report import combined
 
-        write_junit(outcome.report, Path(junit), outcome.name, force)
-    Output(json_output).report(outcome.report, outcome.name)
-    if not outcome.report.valid:
+        if len(outcomes) == 1:
+            write_junit(outcomes[0].report, Path(junit), outcomes[0].name, force)
+        else:
+            named = [(outcome.name, outcome.report) for outcome in outcomes]
+            write_junit(combined(named), Path(junit), "bt validate", force)
+    out = Output(json_output)
+    if out.json and len(outcomes) > 1:
+        out.document(
+            {
+                "valid": all(passed),
+                "reports": [
+                    {"target": outcome.name, **outcome.report.to_dict()} for outcome in outcomes
+                ],
+            }
+        )
+    else:
+        for outcome, ok in zip(outcomes, passed, strict=True):
+            out.report(outcome.report, outcome.name)
+            if outcome.report.valid and not ok and not out.json:
+                out.message("Strict: warnings fail the check (--strict)", ok=False)
+    if not all(passed):
         raise typer.Exit(exitcodes.FAILED)

@@ -19,12 +19,14 @@ from btmanager.command import (
 from btmanager.errors import StorageError
 from btmanager.lifecycle.state import RunStates
 from btmanager.logs import LOG_FILE
+from btmanager.params import ParamValue, argv_params
 from btmanager.registry.model import ProcessIdentity, Run
 from btmanager.settings import DEFAULT_GRACE, Settings
 from btmanager.timeutil import new_run_id
 
 if TYPE_CHECKING:
     from btmanager.execution import LaunchSpec
+    from btmanager.provenance import SavedSource
 
 DEFAULT_DETACHED_NICE = 10
 # A run folder holds the script's results and its log: owner-only, whatever the umask.
@@ -36,7 +38,9 @@ class RunRequest:
     """What the user asked `bt run` for, before anything is recorded."""
 
     script: str
-    params: dict[str, str] = field(default_factory=dict)
+    # Values from -p are text; a params file's numbers and booleans keep their type; None is a
+    # flag (`--flag NAME`). The script gets them all as text (see btmanager.params.param_text).
+    params: dict[str, ParamValue] = field(default_factory=dict)
     extra_args: list[str] = field(default_factory=list)
     cwd: Path = field(default_factory=Path.cwd)
     label: str | None = None
@@ -46,6 +50,10 @@ class RunRequest:
     grace: float = DEFAULT_GRACE
     priority: int = 0
     nice: int | None = None
+    after: list[str] = field(default_factory=list)  # run ids that must complete first
+    rerun_of: str | None = None
+    # An --exact rerun runs the script copy saved with an earlier run: that run's git state.
+    saved_source: SavedSource | None = None
 
 
 def _make_run_folder(settings: Settings) -> tuple[str, Path]:
@@ -93,14 +101,16 @@ def run_values(
     output_dir: Path,
     *,
     detached: bool,
-    params: dict[str, str] | None = None,
+    params: Mapping[str, ParamValue] | None = None,
     label: str | None = None,
     keep_env: bool = False,
 ) -> dict[str, Any]:
     """The registry row of one run of `request` (`params`/`label` replace the request's).
 
-    The environment is never part of it: a detached run's waits in a file of its own (see
-    `save_environment`), a sweep's in one file for all its runs. (`keep_env` is ignored.)
+    Params keep their types in the registry (a params file's numbers and booleans) and reach
+    the script as text. The environment is never part of the row: a detached run's waits in a
+    file of its own (see `save_environment`), a sweep's in one file for all its runs.
+    (`keep_env` is ignored.)
     """
     params = request.params if params is None else params
     return {
@@ -110,7 +120,7 @@ def run_values(
         "params": params,
         "extra_args": request.extra_args,
         "command": build_argv(
-            prepared.script, params, request.extra_args, output_dir, prepared.env
+            prepared.script, argv_params(params), request.extra_args, output_dir, prepared.env
         ),
         "cwd": str(request.cwd),
         "output_dir": str(output_dir),
@@ -122,6 +132,7 @@ def run_values(
         "grace_seconds": request.grace,
         "validate": int(request.validate),
         "rules": request.rules,
+        "rerun_of": request.rerun_of,
     }
 
 
@@ -140,11 +151,12 @@ def create_run(
     immediately and count as active), watched by `watcher` (the foreground `bt`).
     """
     env = dict(os.environ if environ is None else environ)
+    texts = argv_params(request.params)  # what the script receives
     # Refused now, before anything is recorded, what could only fail once started: NUL bytes,
     # a command line too long for the OS.
     check_request(
         request.script,
-        request.params,
+        texts,
         request.extra_args,
         request.label,
         request.cwd,
@@ -153,14 +165,20 @@ def create_run(
     )
     prepared = prepare(request, env)
     run_id, output_dir = _make_run_folder(settings)
-    values = run_values(request, prepared, run_id, output_dir, detached=detached, keep_env=False)
+    values = run_values(request, prepared, run_id, output_dir, detached=detached)
     if watcher is not None:
         values["worker_pid"] = watcher.pid
         values["worker_create_time"] = watcher.create_time
     try:
+        from btmanager.lifecycle.exitrecord import STATE_DIR
+        from btmanager.provenance import collect
+
+        values["provenance"] = collect(
+            prepared.script, output_dir / STATE_DIR, env, request.saved_source
+        )
         if detached:
             save_environment(output_dir, env)
-        return states.create(values, running=not detached)
+        return states.create(values, running=not detached, after=request.after)
     except BaseException:
         _remove_folder(output_dir)
         raise

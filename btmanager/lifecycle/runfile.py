@@ -27,6 +27,12 @@ def write_run_file(run: Run) -> None:
         "grace_seconds": run.grace_seconds,
         "validate": run.validate,
         "supervisor_pid": run.supervisor_pid,
+        # What `bt registry rebuild` needs to record the run again from this file alone.
+        "script_resolved": run.script_resolved,
+        "rules": run.rules,
+        "pid_create_time": run.pid_create_time,
+        "supervisor_create_time": run.supervisor_create_time,
+        "worker_create_time": run.worker_create_time,
     }
     temp = folder / f".{RUN_FILE}.{os.getpid()}.tmp"
     try:

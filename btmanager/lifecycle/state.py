@@ -8,6 +8,8 @@ updates a run's status.
     queued --claim--> running --end--> completed | failed | cancelled
     queued --cancel_queued--> cancelled
     running --lose--> failed (supervisor lost)          (settling a run nobody watches)
+    completed | failed | cancelled --delete--> (gone)  (`bt rm`, `bt gc`)
+    (run.json) --restore_many--> as it was recorded     (`bt registry rebuild`)
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from typing import Any
 
 from btmanager.lifecycle.exitrecord import ExitRecord
 from btmanager.registry.db import Registry
-from btmanager.registry.model import FailureKind, ProcessIdentity, Run, Status
+from btmanager.registry.model import FINAL_STATUSES, FailureKind, ProcessIdentity, Run, Status
 from btmanager.timeutil import SYSTEM_CLOCK, Clock
 
 MAX_PARALLEL_KEY = "max_parallel"
@@ -497,3 +499,70 @@ class RunStates:
             if run.status != Status.CANCELLED:
                 self._store_metrics(db, run_id, metrics or {})
         return self._recorded(run_id)
+
+    # --- removing and restoring runs -----------------------------------------------------------
+
+    def delete(self, run_id: str, unless_tagged: str | None = None) -> Run | None:
+        """Remove a finished run's row, tags, metrics and dependencies (`bt rm`, `bt gc`).
+
+        Guarded like every change: only a run that is final when the write lock is held goes,
+        so a run that was queued or started meanwhile is never removed. Queued runs waiting
+        for a failed or cancelled run are cancelled first, as a claim would have, so removing
+        the run they waited for cannot let them start. A run tagged `unless_tagged` (`keep`,
+        for `bt gc`) stays too, even if tagged a moment ago. Returns the removed run, or None.
+        """
+        finals = [str(status) for status in FINAL_STATUSES]
+        sql = f"DELETE FROM runs WHERE run_id = ? AND status IN ({', '.join('?' for _ in finals)})"
+        args: list[Any] = [run_id, *finals]
+        if unless_tagged is not None:
+            sql += " AND NOT EXISTS (SELECT 1 FROM tags WHERE run_id = ? AND tag = ?)"
+            args += [run_id, unless_tagged]
+        with self.registry.write() as db:
+            dropped = self._cancel_broken_dependents(db)
+            run = self.registry.row_in(db, run_id)
+            cursor = db.execute(sql, args)
+            if cursor.rowcount == 1:
+                for table, column in (
+                    ("tags", "run_id"),
+                    ("metrics", "run_id"),
+                    ("run_after", "run_id"),
+                    ("run_after", "after_run_id"),
+                ):
+                    db.execute(f"DELETE FROM {table} WHERE {column} = ?", (run_id,))
+            else:
+                run = None
+        for dropped_id in dropped:
+            self._recorded(dropped_id)
+        return run
+
+    def restore_many(
+        self, rows: Sequence[Mapping[str, Any]], metrics: Mapping[str, Mapping[str, float]]
+    ) -> list[str]:
+        """Record runs read back from their folders (`bt registry rebuild`), each with the
+        status (and tags) its run.json says. Runs already recorded stay as they are; returns
+        the ids recorded now. Runs that were running are settled by the next command (from their exit
+        record, or as lost), like any run whose supervisor is gone."""
+        restored: list[str] = []
+        sweeps: dict[str, list[Mapping[str, Any]]] = {}
+        with self.registry.write() as db:
+            for values in rows:
+                run_id = str(values["run_id"])
+                if db.execute("SELECT 1 FROM runs WHERE run_id = ?", (run_id,)).fetchone():
+                    continue
+                self.registry.insert_in(db, values)
+                self._store_metrics(db, run_id, metrics.get(run_id, {}))
+                if values.get("sweep_id"):
+                    sweeps.setdefault(str(values["sweep_id"]), []).append(values)
+                restored.append(run_id)
+            for sweep_id, members in sweeps.items():
+                db.execute(
+                    "INSERT OR IGNORE INTO sweeps (sweep_id, script_path, created_at, count)"
+                    " VALUES (?, ?, ?, ?)",
+                    (
+                        sweep_id,
+                        members[0]["script_path"],
+                        min(str(member["created_at"]) for member in members),
+                        len(members),
+                    ),
+                )
+        return restored

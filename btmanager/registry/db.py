@@ -12,6 +12,7 @@ from __future__ import annotations
 import functools
 import json
 import os
+import re
 import sqlite3
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -262,6 +263,11 @@ def selection_where(selection: Selection) -> tuple[str, list[Any]]:
     return _where(selection)
 
 
+# A run id is `YYYYMMDD_HHMMSS_xxxxxxxx`: its random tail starts at character 17 (1-based).
+_TAIL_START = len("YYYYMMDD_HHMMSS_") + 1
+_TAIL = re.compile(r"[0-9a-f]{1,8}")
+
+
 def dumps(value: Any) -> str | None:
     return None if value is None else json.dumps(value)
 
@@ -328,7 +334,14 @@ class Registry:
 
     @staticmethod
     def insert_in(db: sqlite3.Connection, values: Mapping[str, Any]) -> None:
+        """Insert a run's row; its `tags`, if given (a Run's fields hold them), go to the tags
+        table."""
         row = dict(values)
+        tags = row.pop("tags", None) or ()
+        db.executemany(
+            "INSERT OR IGNORE INTO tags (run_id, tag) VALUES (?, ?)",
+            [(row["run_id"], tag) for tag in tags],
+        )
         for name in Run._JSON_COLUMNS:
             if name in row:
                 row[name] = dumps(row[name])
@@ -387,7 +400,7 @@ class Registry:
         run = self.row_in(self.db, run_id)
         if run is None:
             raise NotFoundError(f"No such run: {run_id}")
-        return run
+        return self._tagged([run])[0]
 
     @_guarded
     def resolve(self, ref: str) -> Run:
@@ -399,16 +412,21 @@ class Registry:
             row = self.db.execute("SELECT * FROM runs ORDER BY seq DESC LIMIT 1").fetchone()
             if row is None:
                 raise NotFoundError("No runs yet: 'latest' names nothing")
-            return Run.from_row(row)
+            return self._tagged([Run.from_row(row)])[0]
         # A full id is found through the unique index; LIKE scans the whole table (100 000
         # runs: +18 ms for every `bt status <id>`).
         row = self.db.execute("SELECT * FROM runs WHERE run_id = ?", (ref,)).fetchone()
         if row is not None:
-            return Run.from_row(row)
-        candidates = self.db.execute(
-            "SELECT * FROM runs WHERE run_id LIKE ? ESCAPE '\\' ORDER BY seq DESC LIMIT 11",
-            (_escape_like(ref) + "%",),
-        ).fetchall()
+            return self._tagged([Run.from_row(row)])[0]
+        # Also a prefix of the 8-hex tail (`d766ff8b` of 20260101_120000_d766ff8b), in the same
+        # single pass over the table as the prefix match.
+        sql = "SELECT * FROM runs WHERE run_id LIKE ? ESCAPE '\\'"
+        args: list[Any] = [_escape_like(ref) + "%"]
+        tail = ref.lower()
+        if _TAIL.fullmatch(tail):
+            sql += " OR substr(run_id, ?, ?) = ?"
+            args += [_TAIL_START, len(tail), tail]
+        candidates = self.db.execute(f"{sql} ORDER BY seq DESC LIMIT 11", args).fetchall()
         if not candidates:
             raise NotFoundError(f"No run matches '{ref}'")
         if len(candidates) > 1:
@@ -417,7 +435,7 @@ class Registry:
             raise AmbiguousRunError(
                 f"Run id prefix '{ref}' is ambiguous; candidates: {', '.join(names)}{more}"
             )
-        return Run.from_row(candidates[0])
+        return self._tagged([Run.from_row(candidates[0])])[0]
 
     @_guarded
     def select(
@@ -431,7 +449,7 @@ class Registry:
             sql += " LIMIT ?"
             args = [*args, limit]
         rows = self.db.execute(sql, args).fetchall()
-        return int(total), [Run.from_row(row) for row in rows]
+        return int(total), self._tagged([Run.from_row(row) for row in rows])
 
     def list_runs(
         self,
@@ -483,7 +501,20 @@ class Registry:
             for row in self.db.execute(f"SELECT * FROM runs WHERE run_id IN ({marks})", chunk):
                 run = Run.from_row(row)
                 found[run.run_id] = run
-        return [found[run_id] for run_id in run_ids if run_id in found]
+        return self._tagged([found[run_id] for run_id in run_ids if run_id in found])
+
+    def _tagged(self, runs: list[Run]) -> list[Run]:
+        """The runs with their tags (one indexed read; most runs have none)."""
+        if len(runs) == 1:
+            rows = self.db.execute(
+                "SELECT tag FROM tags WHERE run_id = ? ORDER BY tag", (runs[0].run_id,)
+            )
+            runs[0].tags = [str(row[0]) for row in rows]
+            return runs
+        tags = self.tags_of([run.run_id for run in runs])
+        for run in runs:
+            run.tags = tags.get(run.run_id, [])
+        return runs
 
     @_guarded
     def tags_of(self, run_ids: Sequence[str]) -> dict[str, list[str]]:
@@ -498,6 +529,41 @@ class Registry:
         return found
 
     @_guarded
+    def metrics_of(self, run_id: str) -> dict[str, float]:
+        """summary.csv's numeric metrics as stored at the run's last validation, in file order."""
+        rows = self.db.execute(
+            "SELECT name, value FROM metrics WHERE run_id = ? ORDER BY rowid", (run_id,)
+        )
+        return {str(row[0]): float(row[1]) for row in rows if row[1] is not None}
+
+    @_guarded
+    def removable(
+        self,
+        *,
+        ended_before: str | None,
+        statuses: Sequence[str],
+        keep_last: int | None,
+        protect_tag: str,
+    ) -> list[Run]:
+        """Finished runs `bt gc` may remove, newest first: of `statuses`, none tagged
+        `protect_tag`, not among the newest `keep_last` of those (whatever their age), and
+        ended (else created) before `ended_before`."""
+        marks = ", ".join("?" for _ in statuses)
+        inner = (
+            f"SELECT * FROM runs WHERE status IN ({marks}) AND NOT EXISTS"
+            " (SELECT 1 FROM tags t WHERE t.run_id = runs.run_id AND t.tag = ?)"
+            " ORDER BY seq DESC LIMIT -1 OFFSET ?"
+        )
+        args: list[Any] = [*statuses, protect_tag, keep_last or 0]
+        sql = f"SELECT * FROM ({inner})"
+        if ended_before is not None:
+            # ISO 8601 times in UTC, all written the same way: text order is time order.
+            sql += " WHERE COALESCE(completed_at, created_at) < ?"
+            args.append(ended_before)
+        sql += " ORDER BY seq DESC"
+        return self._tagged([Run.from_row(row) for row in self.db.execute(sql, args)])
+
+    @_guarded
     def count_by_status(self) -> dict[str, int]:
         counts = dict.fromkeys(STATUSES, 0)
         for row in self.db.execute("SELECT status, COUNT(*) FROM runs GROUP BY status"):
@@ -507,7 +573,7 @@ class Registry:
     @_guarded
     def runs_with_status(self, status: str) -> list[Run]:
         rows = self.db.execute("SELECT * FROM runs WHERE status = ? ORDER BY seq", (status,))
-        return [Run.from_row(row) for row in rows]
+        return self._tagged([Run.from_row(row) for row in rows])
 
     @_guarded
     def any_running(self) -> bool:
@@ -557,6 +623,34 @@ class Registry:
                 " ON CONFLICT(key) DO UPDATE SET value = excluded.value",
                 (key, value),
             )
+
+    @_guarded
+    def change_tags(self, run_id: str, add: Sequence[str], remove: Sequence[str]) -> None:
+        with self.write() as db:
+            if self.row_in(db, run_id) is None:
+                raise NotFoundError(f"No such run: {run_id}")
+            db.executemany(
+                "INSERT OR IGNORE INTO tags (run_id, tag) VALUES (?, ?)",
+                [(run_id, tag) for tag in add],
+            )
+            db.executemany(
+                "DELETE FROM tags WHERE run_id = ? AND tag = ?", [(run_id, tag) for tag in remove]
+            )
+
+    @_guarded
+    def set_note(self, run_id: str, text: str | None, append: bool = False) -> None:
+        """Replace the note (None clears it), or add `text` as a new line of it."""
+        with self.write() as db:
+            if append:
+                cursor = db.execute(
+                    "UPDATE runs SET note = CASE WHEN note IS NULL OR note = '' THEN ?1"
+                    " ELSE note || char(10) || ?1 END WHERE run_id = ?2",
+                    (text, run_id),
+                )
+            else:
+                cursor = db.execute("UPDATE runs SET note = ? WHERE run_id = ?", (text, run_id))
+            if cursor.rowcount != 1:
+                raise NotFoundError(f"No such run: {run_id}")
 
     @_guarded
     def set_log_cache(self, run_id: str, size: int, lines: int) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from enum import StrEnum
 from typing import Any
 
@@ -75,7 +75,7 @@ class Run:
     run_id: str
     script_path: str
     script_resolved: str
-    params: dict[str, str]
+    params: dict[str, Any]  # text, or a params file's numbers and booleans; None: a flag
     extra_args: list[str]
     command: list[str]
     cwd: str
@@ -115,6 +115,8 @@ class Run:
     provenance: dict[str, Any] | None = None
     host: str | None = None
     executor: str | None = None
+    # Not a column: the `tags` table's rows for this run, filled in by the Registry's readers.
+    tags: list[str] = field(default_factory=list)
 
     _JSON_COLUMNS = (
         "params",
@@ -148,7 +150,7 @@ class Run:
             ) from None
         for name in cls._BOOL_COLUMNS:
             values[name] = bool(values[name])
-        return cls(**{f.name: values.get(f.name) for f in fields(cls)})  # type: ignore[arg-type]
+        return cls(**{f.name: values[f.name] for f in fields(cls) if f.name in values})
 
     @property
     def is_final(self) -> bool:
@@ -222,6 +224,7 @@ class Run:
             "sweep_id": self.sweep_id,
             "rerun_of": self.rerun_of,
             "note": self.note,
+            "tags": self.tags,
             "provenance": self.provenance,
             "host": self.host,
             "executor": self.executor or "local",

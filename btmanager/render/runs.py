@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sys
 import time
+from collections.abc import Mapping
 from typing import Any, Literal
 
 from rich.console import Console
@@ -21,12 +22,19 @@ from btmanager.render.text import (
 )
 
 
-def render_status(run: Run, console: Console) -> None:
+def render_status(
+    run: Run,
+    console: Console,
+    details: Mapping[str, Any] | None = None,
+    messages: bool = True,
+) -> None:
+    """As `text.write_status`, with styles."""
     # Plain lines rather than a grid: a grid pads every line to its widest row.
-    for label, text, style in status_rows(run):
+    unicode = (console.encoding or "").lower().startswith("utf")
+    for label, text, style in status_rows(run, details, unicode):
         value = f"[{style}]{escape(text)}[/]" if style else escape(text)
         console.print(f"[bold]{label:<12}[/] {value}", soft_wrap=True)
-    for kind, message, style in status_messages(run):
+    for kind, message, style in status_messages(run) if messages else ():
         shown = f"[{style}]{kind}:[/]" if style else f"{kind}"
         console.print(f"  {shown} {escape(message)}", soft_wrap=True)
 

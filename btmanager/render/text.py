@@ -25,6 +25,8 @@ MESSAGES_SHOWN = 5  # validation messages `bt status` lists before "... N more"
 
 # (label, text, Rich style or None)
 Row = tuple[str, str, str | None]
+# A value on several lines goes on under the value column (labels are 12 wide, then a space).
+_CONTINUED = "\n" + " " * 13
 
 
 GLANCE_METRICS = ("total_pnl", "sharpe_ratio", "max_drawdown", "win_rate")
@@ -36,7 +38,7 @@ def _metric_text(value: float) -> str:
     return f"{value:.2f}" if abs(value) >= 1000 else f"{value:.4g}"
 
 
-def glance_rows(run: Run, unicode: bool = True) -> list[Row]:
+def glance_rows(run: Run, unicode: bool = True, metrics: bool = True) -> list[Row]:
     """A finished run's equity curve as a sparkline and its key metrics, when its files have
     them (pnl.csv, summary.csv); nothing otherwise. Small files only: `bt status` stays fast."""
     if run.status not in ("completed", "failed"):
@@ -55,25 +57,40 @@ def glance_rows(run: Run, unicode: bool = True) -> list[Row]:
     else:
         span = f"{dates[0]} .. {dates[-1]}, last {_metric_text(values[-1])}"
         rows.append(("Equity", f"{sparkline(values, unicode=unicode)}  {span}", "cyan"))
-    metrics = read_metrics(folder)
-    shown = [f"{name} {_metric_text(metrics[name])}" for name in GLANCE_METRICS if name in metrics]
+    found = read_metrics(folder) if metrics else {}
+    shown = [f"{name} {_metric_text(found[name])}" for name in GLANCE_METRICS if name in found]
     if shown:
         rows.append(("Metrics", "  ".join(shown), None))
     return rows
 
 
-def status_rows(run: Run, unicode: bool = True) -> list[Row]:
+def status_rows(
+    run: Run, details: Mapping[str, Any] | None = None, unicode: bool = True
+) -> list[Row]:
+    """The rows of a run's status; `details` adds what is read beside the run's row
+    (`metrics`, and `log_error`: the log's last error line)."""
+    from btmanager.params import param_text
+
+    details = details or {}
     duration = run.duration_seconds
     if duration is None and run.status == "running":
         duration = elapsed_since(run.started_at)
+    params = []
+    for key, value in run.params.items():
+        text = param_text(value)  # None: a flag, shown by its name alone
+        params.append(key if text is None else f"{key}={text}")
     rows: list[Row] = [
         ("Run", run.run_id, None),
         ("Status", run.status, STATUS_STYLES.get(run.status)),
         ("Script", run.script_path, None),
-        ("Params", " ".join(f"{k}={v}" for k, v in run.params.items()) or "-", None),
+        ("Params", " ".join(params) or "-", None),
     ]
     if run.label:
         rows.append(("Label", run.label, None))
+    if run.tags:
+        rows.append(("Tags", ", ".join(run.tags), None))
+    if run.rerun_of:
+        rows.append(("Rerun of", run.rerun_of, None))
     rows += [
         ("Created", zoned_time(run.created_at), None),
         ("Started", zoned_time(run.started_at), None),
@@ -85,20 +102,59 @@ def status_rows(run: Run, unicode: bool = True) -> list[Row]:
         ("CPU time", human_duration(run.cpu_seconds), None),
         ("Output", run.output_dir, None),
     ]
+    source = _source_text(run.provenance)
+    if source:
+        rows.append(("Source", source, None))
     if run.priority:
         rows.append(("Priority", str(run.priority), None))
     if run.error_message:
         rows.append(("Error", run.error_message, "red"))
+    if details.get("log_error"):
+        rows.append(("Log says", str(details["log_error"]), "red"))
+    metrics = details.get("metrics")
+    if metrics:
+        rows.append(("Metrics", _wrapped([f"{k}={v:g}" for k, v in metrics.items()]), None))
     results = run.validation_results
     if results:
         valid = bool(results.get("valid"))
         errors, warnings = len(results.get("errors", [])), len(results.get("warnings", []))
-        verdict = f"{'valid' if valid else 'invalid'} ({errors} errors, {warnings} warnings)"
+        verdict = f"{'valid' if valid else 'invalid'} ({message_counts(errors, warnings)})"
         rows.append(("Validation", verdict, "green" if valid else "red"))
     elif not run.validate:
         rows.append(("Validation", "skipped (--no-validate)", None))
-    rows += glance_rows(run, unicode)
+    rows += glance_rows(run, unicode, metrics=not details.get("metrics"))
+    if run.note:
+        rows.append(("Note", run.note.replace("\n", _CONTINUED), None))
     return rows
+
+
+def _wrapped(items: list[str], width: int = 80) -> str:
+    """Items on lines of at most `width` characters, continued under the value column."""
+    lines: list[str] = []
+    for item in items:
+        if lines and len(lines[-1]) + 1 + len(item) <= width:
+            lines[-1] += " " + item
+        else:
+            lines.append(item)
+    return _CONTINUED.join(lines)
+
+
+def _source_text(provenance: Mapping[str, Any] | None) -> str:
+    """`sha256 1a2b3c4d5e6f, git 0123abcd (main, dirty)`: where the script came from."""
+    if not provenance:
+        return ""
+    parts = []
+    digest = provenance.get("script_sha256")
+    if digest:
+        parts.append(f"sha256 {str(digest)[:12]}")
+    git = provenance.get("git")
+    if isinstance(git, Mapping):
+        where = ", ".join(
+            str(item) for item in (git.get("branch"), "dirty" if git.get("dirty") else None) if item
+        )
+        commit = str(git.get("commit") or "no commit")[:10]
+        parts.append(f"git {commit}" + (f" ({where})" if where else ""))
+    return ", ".join(parts)
 
 
 def status_messages(run: Run) -> list[Row]:
@@ -114,12 +170,19 @@ def status_messages(run: Run) -> list[Row]:
     return rows
 
 
-def write_status(run: Run, out: IO[str] | None = None) -> None:
+def write_status(
+    run: Run,
+    out: IO[str] | None = None,
+    details: Mapping[str, Any] | None = None,
+    messages: bool = True,
+) -> None:
+    """A run's status; `messages=False` leaves out the validation messages (for a summary
+    that shows the full report right after)."""
     stream = out or sys.stdout
     unicode = (getattr(stream, "encoding", "") or "").lower().startswith("utf")
-    for label, text, _style in status_rows(run, unicode):
+    for label, text, _style in status_rows(run, details, unicode):
         stream.write(f"{label:<12} {text}\n")
-    for kind, message, _style in status_messages(run):
+    for kind, message, _style in status_messages(run) if messages else ():
         stream.write(f"  {kind}: {message}\n")
     stream.flush()
 
@@ -185,10 +248,14 @@ def report_messages(
     return groups
 
 
+def message_counts(errors: int, warnings: int) -> str:
+    """`1 error, 2 warnings`."""
+    return f"{plural(errors, 'error')}, {plural(warnings, 'warning')}"
+
+
 def report_verdict(valid: bool, errors: int, warnings: int) -> tuple[str, str]:
     """('Valid' or 'Invalid', ': N errors, M warnings')."""
-    counts = f": {plural(errors, 'error')}, {plural(warnings, 'warning')}"
-    return ("Valid" if valid else "Invalid"), counts
+    return ("Valid" if valid else "Invalid"), f": {message_counts(errors, warnings)}"
 
 
 def write_report(report: Any, title: str | None = None, out: IO[str] | None = None) -> None:
@@ -348,3 +415,41 @@ def health_line(health: Mapping[str, Any]) -> str:
     if health.get("problem"):
         text += f"; {health['problem']}"
     return text
+
+
+# --- removing runs, rebuilding the registry ---------------------------------------------------
+
+StyledLine = tuple[str, str | None]
+
+
+def removal_lines(removal: Mapping[str, Any]) -> list[StyledLine]:
+    """`bt rm` / `bt gc`: a line per run removed (or that would be), then the total, then
+    the runs left alone and why."""
+    verb = "Would remove" if removal.get("dry_run") else "Removed"
+    lines: list[StyledLine] = [
+        (f"{verb} {item['run_id']}  {item['status']:<9}  {human_bytes(item['bytes'])}", None)
+        for item in removal["runs"]
+    ]
+    freed = removal["bytes_freed"]
+    what = "would free" if removal.get("dry_run") else "freed"
+    total = f"{plural(len(removal['runs']), 'run')}, {what} {human_bytes(freed)} ({freed} bytes)"
+    lines.append((f"{verb} {total}" if removal["runs"] else "Nothing to remove", "bold"))
+    lines += [(f"Left {item['run_id']}: {item['reason']}", "yellow") for item in removal["skipped"]]
+    return lines
+
+
+def rebuild_lines(rebuild: Mapping[str, Any]) -> list[StyledLine]:
+    lines: list[StyledLine] = []
+    if rebuild.get("set_aside"):
+        lines.append((f"The corrupt registry was kept as {rebuild['set_aside']}", "yellow"))
+    lines.append(
+        (
+            f"Recovered {plural(rebuild['recovered'], 'run')} into {rebuild['registry']} "
+            f"({rebuild['already_recorded']} already recorded)",
+            "green",
+        )
+    )
+    lines += [
+        (f"Skipped {item['folder']}: {item['reason']}", "yellow") for item in rebuild["skipped"]
+    ]
+    return lines

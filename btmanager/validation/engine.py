@@ -45,7 +45,7 @@ DEFAULT_FAST_BYTES = 16 << 20
 def validate_dir(
     path: Path,
     rules: Rules | None = None,
-    params: Mapping[str, str] | None = None,
+    params: Mapping[str, object] | None = None,
     *,
     fast_bytes: int | None = None,
     engine: str | None = None,
@@ -103,7 +103,7 @@ class _Validation:
             finally:
                 del self.run_folder.opened[name]
                 handle.close()
-        if self.summary is not None:
+        if self.summary is not None and self.run_folder.rules.enabled("cross_file"):
             check_totals(self.checks[SUMMARY], self.summary, self.trades, self.pnl)
         checks = self.checks.values()
         errors = [m for c in checks for m in c.errors]
@@ -124,9 +124,11 @@ class _Validation:
             # the default order puts summary.csv first: it may hold the capital
             self.pnl = check_pnl(run, check, self.summary)
         elif check.name == METADATA:
-            check_metadata(run, check)
+            if run.rules.enabled("metadata"):
+                check_metadata(run, check)
         elif check.name == LOG:
-            check_log(run, check)
+            if run.rules.enabled("execution_log"):
+                check_log(run, check)
         else:
             # Only a rules file adds other files: most validations never import their check.
             from btmanager.validation.checks.extra_files import check_extra_file

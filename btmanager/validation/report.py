@@ -46,6 +46,21 @@ class Report:
         )
 
 
+def combined(reports: list[tuple[str, Report]]) -> Report:
+    """Several folders' reports as one (`bt validate A B --junit F`): each file check named
+    `<folder>/<file>`, valid only if every report is."""
+    return Report(
+        valid=all(report.valid for _name, report in reports),
+        errors=[f"{name}: {message}" for name, report in reports for message in report.errors],
+        warnings=[f"{name}: {m}" for name, report in reports for m in report.warnings],
+        file_checks={
+            f"{name}/{file}": check
+            for name, report in reports
+            for file, check in report.file_checks.items()
+        },
+    )
+
+
 @dataclass
 class FileCheck:
     """The findings about one file; every message is prefixed with the file's name."""

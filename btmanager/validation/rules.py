@@ -51,6 +51,20 @@ severity = "warning"         # "warning" (default) or "error"
 max_drawdown_pct = -30       # drawdown of (capital + cumulative_pnl) below -30 % (a number <= 0)
 capital = 100000             # else the run's `capital` param, else summary.csv's capital metric
 severity = "error"
+
+# Size floors: a file of this many bytes or fewer is "too small" (an error). Defaults:
+# trades.csv 100, summary.csv 50, pnl.csv 100. Small but valid outputs (a one-trade
+# trades.csv is ~70 bytes) need a lower floor; 0 turns the size check off.
+[min_bytes]
+"trades.csv" = 40
+
+# Named checks to turn off; each of them only ever warns:
+#   metadata       the contents of metadata.json (its params and timestamp keys)
+#   execution_log  execution.log: empty, Python tracebacks, CRITICAL/FATAL lines
+#   cross_file     summary.csv's totals against trades.csv and pnl.csv
+#   running_sum    pnl.csv's cumulative_pnl against the running sum of its pnl
+[checks]
+disable = ["metadata"]
 ```
 
 A malformed file (bad TOML, an unknown key or rule, a value of the wrong type, an unknown
@@ -109,7 +123,11 @@ DEFAULT_METRICS: dict[str, Level] = {
     "sharpe_ratio": "recommended",
 }
 
-_TOP_KEYS = ("calendar", "files", "columns", "metrics", "rules")
+_TOP_KEYS = ("calendar", "files", "columns", "metrics", "rules", "min_bytes", "checks")
+# The built-in checklist's size floors: a file must be larger than this.
+DEFAULT_MIN_BYTES: dict[str, int] = {TRADES: 100, SUMMARY: 50, PNL: 100}
+# Checks a rules file may turn off (`[checks] disable = [...]`): each of them only warns.
+CHECK_NAMES = ("metadata", "execution_log", "cross_file", "running_sum")
 _RULE_KEYS = {
     TRADES: ("max_loss_per_trade", "min_trades", "severity"),
     PNL: ("max_drawdown_pct", "capital", "severity"),
@@ -149,6 +167,12 @@ class Rules:
     trades: TradesRules = TradesRules()
     pnl: PnlRules = PnlRules()
     source: str | None = None
+    min_bytes: Mapping[str, int] = field(default_factory=lambda: dict(DEFAULT_MIN_BYTES))
+    disabled: frozenset[str] = frozenset()
+
+    def enabled(self, check: str) -> bool:
+        """Whether the named check (one of CHECK_NAMES) runs."""
+        return check not in self.disabled
 
     def to_dict(self) -> dict[str, Any]:
         """The rules in the TOML file's shape (all levels spelled out), plus `source`."""
@@ -162,6 +186,8 @@ class Rules:
             "columns": {name: _levels_to_lists(cols) for name, cols in self.columns.items()},
             "metrics": _levels_to_lists(self.metrics),
             "rules": rules,
+            "min_bytes": dict(self.min_bytes),
+            "checks": {"disable": sorted(self.disabled)},
             "source": self.source,
         }
 
@@ -266,7 +292,24 @@ def _parse(data: Mapping[str, Any], source: str | None) -> Rules:
         capital=capital,
         severity=_severity(pnl_t, PNL, fail),
     )
-    return Rules(calendar, files, columns, metrics, trades, pnl, source)
+    min_bytes = dict(DEFAULT_MIN_BYTES)
+    for name, value in _table(data.get("min_bytes", {}), "min_bytes", fail).items():
+        if name not in DEFAULT_MIN_BYTES:
+            raise fail(f'min_bytes."{name}": size floors exist for {", ".join(DEFAULT_MIN_BYTES)}')
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise fail(f'min_bytes."{name}" must be an integer >= 0, got {_show(value)}')
+        min_bytes[name] = value
+    checks = _table(data.get("checks", {}), "checks", fail)
+    _check_keys(checks, ("disable",), "checks.", fail)
+    disable = checks.get("disable", [])
+    if not isinstance(disable, list) or not all(isinstance(n, str) for n in disable):
+        raise fail(f"checks.disable must be a list of check names, got {_show(disable)}")
+    for name in disable:
+        if name not in CHECK_NAMES:
+            raise fail(f"checks.disable: unknown check {name!r} (known: {', '.join(CHECK_NAMES)})")
+    return Rules(
+        calendar, files, columns, metrics, trades, pnl, source, min_bytes, frozenset(disable)
+    )
 
 
 def _show(value: object) -> str:

@@ -23,7 +23,11 @@ def big_enough(check: FileCheck, minimum: int) -> bool:
     """Report a file of `minimum` bytes or less; False when it is empty (nothing to read)."""
     size = check.size or 0
     if size <= minimum:
-        check.error(f"too small: {plural(size, 'byte')} (expected more than {minimum})")
+        hint = ""
+        if size > 0:
+            # Small outputs can be valid (one trade): say how to lower the floor.
+            hint = f'; if that is right, set [min_bytes] "{check.name}" = {size - 1} in bt.toml'
+        check.error(f"too small: {plural(size, 'byte')} (expected more than {minimum}{hint})")
     return size > 0
 
 

@@ -25,7 +25,6 @@ from btmanager.validation.readers.table import column_index
 from btmanager.validation.report import FileCheck
 from btmanager.validation.rules import Severity
 
-MIN_BYTES = 100  # the built-in checklist (README, "Validation rules"): must be larger
 # cumulative_pnl[i] - cumulative_pnl[i-1] may differ from pnl[i] by this much: three values
 # rounded to cents, plus float noise relative to the size of the running total.
 CUM_ABS_TOL = 0.02
@@ -37,7 +36,7 @@ def check_pnl(run: RunFolder, check: FileCheck, summary: SummaryCheck | None) ->
 
     `summary` (read before, if at all) may supply the capital for the drawdown rule.
     """
-    if not big_enough(check, MIN_BYTES):
+    if not big_enough(check, run.rules.min_bytes.get(check.name, 0)):
         return None
     limit = run.rules.pnl.max_drawdown_pct
     capital, why_not = _capital(run, summary)
@@ -67,7 +66,7 @@ def check_pnl(run: RunFolder, check: FileCheck, summary: SummaryCheck | None) ->
             f"the last row's cumulative_pnl is not a number "
             f"({shorten(pnl.last_cum_text or '')!r}, line {pnl.last_line})"
         )
-    if pnl.mismatches:
+    if pnl.mismatches and run.rules.enabled("running_sum"):
         found = pnl.mismatches
         check.warn(
             f"cumulative_pnl differs from the running sum of pnl at "
@@ -138,7 +137,7 @@ def _capital(run: RunFolder, summary: SummaryCheck | None) -> tuple[float | None
     notes = ""
     raw = run.params.get("capital")
     if raw is not None:
-        value = _positive(raw)
+        value = _positive(str(raw))  # a params file's number, or -p text
         if value is not None:
             return value, ""
         notes += f"the capital param {shorten(str(raw))!r} is not a positive number; "

@@ -24,7 +24,7 @@ class RunFolder:
         self,
         path: Path,
         rules: Rules,
-        params: Mapping[str, str],
+        params: Mapping[str, object],
         fast_bytes: int,
         engine: str | None,
     ) -> None:

@@ -18,12 +18,10 @@ from btmanager.validation.readers.stdlib import clean_text
 from btmanager.validation.readers.table import column_index
 from btmanager.validation.report import FileCheck
 
-MIN_BYTES = 50  # the built-in checklist (README, "Validation rules"): must be larger
-
 
 def check_summary(run: RunFolder, check: FileCheck) -> SummaryCheck | None:
     """Report on summary.csv; its metrics for the cross-file checks, when it has a metric column."""
-    if not big_enough(check, MIN_BYTES):
+    if not big_enough(check, run.rules.min_bytes.get(check.name, 0)):
         return None
     wanted = {*run.rules.metrics, "total_pnl", "win_rate", "capital"}
     scanned = read_csv(run, check, lambda header: SummaryCheck(header, wanted), fast=False)

@@ -19,12 +19,10 @@ from btmanager.validation.readers.stdlib import finite_number, instant, timestam
 from btmanager.validation.readers.table import column_index
 from btmanager.validation.report import FileCheck
 
-MIN_BYTES = 100  # the built-in checklist (README, "Validation rules"): must be larger
-
 
 def check_trades(run: RunFolder, check: FileCheck) -> TradesCheck | None:
     """Report on trades.csv; the check when its totals cover every row, for cross-checks."""
-    if not big_enough(check, MIN_BYTES):
+    if not big_enough(check, run.rules.min_bytes.get(check.name, 0)):
         return None
     limit = run.rules.trades.max_loss_per_trade
     scanned = read_csv(run, check, lambda header: TradesCheck(header, limit), fast=True)
