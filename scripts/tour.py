@@ -100,8 +100,10 @@ or `latest`, and `--results-dir` may come before or after the command.
     ],
     """`bt logs -f` follows a running run's log until it ends; a line longer than 64 KiB is shown cut
 there, ending in `… [line truncated, N bytes]`, so even a 200 MB line costs no memory.
-`bt logs` and `bt results` never read a file outside the run folder (`..`, absolute paths,
-symlinks pointing out, hard-linked files and a run folder that is itself a symlink are refused).
+`bt logs`, `bt results` and `bt validate` never read a file outside the run folder (`..`,
+absolute paths, symlinks pointing out, hard-linked files and a run folder that is itself a
+symlink are refused; `bt validate DIR` takes a DIR you name through a symlink). In a validation
+report such a file is an error, e.g. `trades.csv: refused: a symlink leading out of the run folder`.
 `-o` writes a new file, or replaces a regular one with `--force` (as does `bt validate --junit`);
 it never writes through a symlink or onto a device or folder. `bt status` of a failed run names
 the log's last error line (e.g. the `KeyError: 'x'` of a traceback).
@@ -123,6 +125,63 @@ folders; queued and running runs are refused unless `--cancel`. `bt gc` removes 
 `--older-than 30d`, `--status failed,cancelled` and `--keep-last N`, never one tagged `keep`.
 Neither ever deletes anything outside the results folder. If the registry is lost or
 corrupt, `bt registry rebuild` records the runs again from their folders.
+
+**Sweep a grid of parameters.** `bt sweep` queues one run per combination in one command (and
+one registry transaction): `-p KEY=a,b,c` is a list, `-p KEY=START:STOP:STEP` a range with STOP
+included, computed in exact decimals (`0.1:0.3:0.1` is 0.1, 0.2, 0.3), anything else one value
+(`\\:` and `\\,` are a literal colon and comma: `-p start=09\\:30`). Keys vary in the order given,
+the last fastest. `examples/ma_crossover.py` is a moving-average crossover on generated prices,
+made for this. `--wait` shows the progress (a bar on a terminal); here the sweep is waited for
+with `bt wait --sweep`.""",
+    [
+        Cmd(
+            "bt sweep examples/ma_crossover.py --rules examples/ma_crossover.toml \\\n"
+            "      -p fast=5:20:5 -p slow=50,100,200 --label 'ma-{fast}-{slow}'"
+        ),
+        Cmd("bt wait --sweep latest > /dev/null && bt sweeps"),
+    ],
+    """Without `--wait` it prints the sweep id and returns (`bt wait --sweep ID`, `bt list --sweep ID`,
+`bt cancel --sweep ID` take it, or a prefix, or `latest`). `--grid FILE` reads the keys from
+TOML (`[grid]` with `key = [values]` or `key = {start, stop, step}`, `[params]` fixed values),
+`--random N --seed S` runs N distinct combinations drawn reproducibly, `--max-parallel N` caps
+this sweep's runs at once, `--after RUN` holds it until that run completed (and cancels it if
+that run fails), `--dry-run` prints the combinations, and more than `--max-runs` (10 000)
+combinations is refused before anything is queued.
+
+**Compare the runs.** One row per completed run: the params that differ, then every metric of
+summary.csv (stored in the registry at validation, so no file is opened). `--sort -M` sorts
+descending, `--top N` keeps N rows, `--csv FILE` writes the table, `--json` prints it;
+`--pivot P1,P2 --metric M` tabulates one metric over two params, the best value marked.""",
+    [
+        Cmd("bt compare --sweep latest --pivot fast,slow --metric sharpe_ratio"),
+        Cmd("bt status latest | tail -2"),
+    ],
+    """**Plot equity curves**, overlaid, in the terminal: `bt plot RUN...` (`--drawdown` adds the
+drawdown below, `--png FILE` writes a PNG with `pip install '.[plot]'`, `--json` gives the
+series). `bt status` and the summary of a foreground run show the curve as a sparkline with the
+key metrics, as above.
+
+**In a notebook**, the same registry through Python (`import btmanager` itself imports
+nothing; pandas comes with the first table):
+
+```python
+import btmanager
+
+runs = btmanager.runs(sweep="latest", sort="-sharpe_ratio")  # the compare table, by run id
+runs[["label", "fast", "slow", "sharpe_ratio", "max_drawdown"]].head()
+runs.pivot_table(index="fast", columns="slow", values="sharpe_ratio")
+
+best = runs.index[0]
+btmanager.status(best)["duration_seconds"]
+btmanager.pnl(best)["cumulative_pnl"].plot()  # pnl.csv, indexed by date
+trades = btmanager.trades(best)  # trades.csv, times parsed
+trades.groupby(trades.entry_time.dt.year)["pnl"].sum()
+btmanager.validate("some/output/folder")["valid"]  # the validation report as a dict
+```
+
+Each takes `results_dir=` (default: as the CLI finds it); selections are the CLI's (`sweep`,
+`label`, `tag`, `status`, `script`, `run_ids`), and `runs()` gives completed runs unless
+`status=` says otherwise. Numeric params come back as numbers.
 
 **Validate any folder**, not only runs, e.g. in a CI pipeline (`--junit` writes JUnit XML, one
 test case per file; several folders at once; `--strict` fails on warnings too). For a run, the
@@ -258,6 +317,7 @@ def current_tour(readme: str) -> str:
 # --- comparing tours by shape -------------------------------------------------------------------
 
 _RUN_ID = re.compile(r"\d{8}_\d{6}_[0-9a-f]{8}")
+_SWEEP_ID = re.compile(r"\bsweep_[0-9a-f]{8}\b")
 _HEX = re.compile(r"\b[0-9a-f]{12,64}\b")
 _NUMBER = re.compile(r"\d+(?:\.\d+)?")
 
@@ -268,6 +328,7 @@ def shape(text: str) -> list[str]:
     lines = []
     for line in text.splitlines():
         line = _RUN_ID.sub("RUN", line)
+        line = _SWEEP_ID.sub("SWEEP", line)
         line = _HEX.sub("HEX", line)
         line = _NUMBER.sub("N", line)
         lines.append(" ".join(line.split()))

@@ -112,14 +112,17 @@ def test_status_and_run_summary_show_the_curve_and_key_metrics(runs: Runs) -> No
     assert len(spark) == 10 and set(spark) <= set("▁▂▃▄▅▆▇█")
     assert spark == sparkline(expected_pnl(2, 10)[1])
     assert span == "2024-01-01 .. 2024-01-12, last 210"
-    assert lines["Metrics"] == "total_pnl 210  sharpe_ratio 3  max_drawdown -2  win_rate 0.5"
+    # Every metric the registry stored for the run, in summary.csv's order.
+    assert (
+        lines["Metrics"] == "total_pnl=210 win_rate=0.5 max_drawdown=-2 sharpe_ratio=3 num_trades=2"
+    )
     assert "Equity" not in runs.lab.bt("status", runs.no_pnl).stdout
     # The foreground run's summary says the same, and so does a terminal (with Rich).
     foreground = runs.lab.bt("run", "metrics.py", "-p", "a=2", "-p", "b=10")
     assert foreground.code == 0
     assert f"Equity       {spark}" in foreground.stdout
     code, screen = run_in_terminal([*BT, "status", runs.small], runs.lab.cwd, runs.lab.env)
-    assert code == 0 and spark in screen and "sharpe_ratio 3" in screen
+    assert code == 0 and spark in screen and "sharpe_ratio=3" in screen
 
 
 def test_reading_pnl_csv(tmp_path: Path) -> None:
