@@ -123,3 +123,62 @@ def split_lines(buffer: bytes) -> tuple[list[str], bytes]:
     """Complete lines of a buffer (decoded) and the unterminated rest."""
     *complete, rest = buffer.split(b"\n")
     return [line.decode("utf-8", errors="replace").rstrip("\r") for line in complete], rest
+
+
+def tail_start(path: Path, count: int, end: int, breaks: int) -> int:
+    """Where the last `count` complete lines before offset `end` begin (`end` itself when
+    `count` is 0); the file holds `breaks` line breaks before `end`.
+
+    Scans backwards for line breaks, or from the start when that is nearer, without keeping
+    what it reads.
+    """
+    if count <= 0:
+        return _after_last_break(path, end)
+    if count >= breaks:
+        return 0
+    with open(path, "rb") as handle:
+        skip = breaks - count  # the break ending the line before the first one wanted
+        if skip <= count:
+            position = 0
+            while position < end:
+                chunk = handle.read(min(_BLOCK, end - position))
+                if not chunk:
+                    break
+                found = chunk.count(b"\n")
+                if found >= skip:
+                    cut = -1
+                    for _ in range(skip):
+                        cut = chunk.index(b"\n", cut + 1)
+                    return position + cut + 1
+                skip -= found
+                position += len(chunk)
+            return end
+        wanted = count + 1  # the break that ends the line before the first one wanted
+        position = end
+        while position > 0:
+            step = min(_BLOCK, position)
+            handle.seek(position - step)
+            chunk = handle.read(step)
+            found = chunk.count(b"\n")
+            if found >= wanted:
+                cut = len(chunk)
+                for _ in range(wanted):
+                    cut = chunk.rfind(b"\n", 0, cut)
+                return position - step + cut + 1
+            wanted -= found
+            position -= step
+        return 0
+
+
+def _after_last_break(path: Path, end: int) -> int:
+    """The offset just after the last line break before `end` (0 if there is none)."""
+    with open(path, "rb") as handle:
+        position = end
+        while position > 0:
+            step = min(_BLOCK, position)
+            handle.seek(position - step)
+            cut = handle.read(step).rfind(b"\n")
+            if cut >= 0:
+                return position - step + cut + 1
+            position -= step
+    return 0

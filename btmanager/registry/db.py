@@ -396,15 +396,16 @@ class Registry:
 
     @_guarded
     def select(
-        self, selection: Selection | None = None, limit: int | None = 50
+        self, selection: Selection | None = None, limit: int | None = 50, offset: int = 0
     ) -> tuple[int, list[Run]]:
-        """(count of runs the selection matches, ignoring the limit; newest `limit` of them)."""
+        """(count of runs the selection matches, ignoring the limit; newest `limit` of them,
+        after skipping the newest `offset`)."""
         clause, args = _where(selection or Selection())
         total = self.db.execute(f"SELECT COUNT(*) FROM runs {clause}", args).fetchone()[0]
         sql = f"SELECT * FROM runs {clause} ORDER BY seq DESC"
-        if limit is not None:
-            sql += " LIMIT ?"
-            args = [*args, limit]
+        if limit is not None or offset:
+            sql += " LIMIT ? OFFSET ?"
+            args = [*args, -1 if limit is None else limit, offset]
         rows = self.db.execute(sql, args).fetchall()
         return int(total), [Run.from_row(row) for row in rows]
 
