@@ -23,6 +23,7 @@ from btmanager.commands import run  # noqa: F401 # isort: skip
 from btmanager.commands import inspect  # noqa: F401 # isort: skip
 from btmanager.commands import validate  # noqa: F401 # isort: skip
 from btmanager.commands import control  # noqa: F401 # isort: skip
+from btmanager.commands import serve  # noqa: F401 # isort: skip
 from btmanager.errors import BtError
 
 # Typer bundles its own Click; its exception base class is reachable from a public exception

@@ -1,0 +1,419 @@
+"""The endpoints: each parses its request, calls the Service the CLI uses, returns its data.
+
+Shapes are those of the CLI's `--json` output. A Service is made per request (it opens its own
+registry connections, which must stay in one thread) and closed after it.
+"""
+
+from __future__ import annotations
+
+import mimetypes
+import os
+import stat
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, Any, BinaryIO
+from urllib.parse import quote
+
+from fastapi import APIRouter, Depends, Header, Query, Request
+from fastapi import Path as PathParam
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictFloat, StrictInt, StrictStr
+from starlette.responses import Response, StreamingResponse
+
+from btmanager.errors import AmbiguousRunError, NotFoundError, UsageError
+from btmanager.serve.config import (
+    MAX_KEY_CHARS,
+    MAX_LABEL_CHARS,
+    MAX_PARAMS,
+    MAX_VALUE_CHARS,
+)
+from btmanager.serve.errors import ApiError, BtJSONResponse
+from btmanager.serve.ratelimit import retry_after
+from btmanager.serve.scripts import allowed_script
+from btmanager.serve.state import ServeState
+from btmanager.serve.streams import EventStream, log_events
+from btmanager.service import Service
+from btmanager.settings import DEFAULT_GRACE
+
+router = APIRouter(prefix="/api")
+
+TEN_YEARS = 10 * 365.25 * 24 * 3600
+INT64 = 2**63 - 1
+MAX_LOG_LINES = 100_000
+MAX_LIST = 1_000
+
+Scalar = StrictStr | StrictBool | StrictInt | StrictFloat
+RunRef = Annotated[
+    str,
+    PathParam(
+        min_length=1, max_length=200, description="Run id, a unique prefix of one, or `latest`."
+    ),
+]
+
+
+class RunBody(BaseModel):
+    """`POST /api/backtest/run`: what `bt run -d SCRIPT -p KEY=VALUE ...` takes."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    script: StrictStr = Field(min_length=1, max_length=4096)
+    params: dict[StrictStr, Scalar] = Field(default_factory=dict, max_length=MAX_PARAMS)
+    label: StrictStr | None = Field(default=None, max_length=MAX_LABEL_CHARS)
+    priority: StrictInt | None = Field(default=None, ge=-INT64 - 1, le=INT64)
+    timeout: StrictInt | StrictFloat | None = Field(
+        default=None, gt=0, le=TEN_YEARS, allow_inf_nan=False
+    )
+
+
+class SweepBody(BaseModel):
+    """`POST /api/backtest/sweep`: a key's list is its values, a string a CLI SPEC."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    script: StrictStr = Field(min_length=1, max_length=4096)
+    params: dict[StrictStr, list[Scalar] | Scalar] = Field(
+        default_factory=dict, max_length=MAX_PARAMS
+    )
+    max_parallel: StrictInt | None = Field(default=None, ge=1, le=1024)
+    label: StrictStr | None = Field(default=None, max_length=MAX_LABEL_CHARS)
+
+
+def state_of(request: Request) -> ServeState:
+    state = request.app.state.bt
+    assert isinstance(state, ServeState)
+    return state
+
+
+@contextmanager
+def service(request: Request) -> Iterator[Service]:
+    """This thread's Service. Requests never start workers as a side effect of reading (a
+    burst of reads would start a burst of workers); submissions start one, and the server's
+    housekeeping does too."""
+    services = state_of(request).services
+    try:
+        yield services.get()
+    except (UsageError, NotFoundError, AmbiguousRunError, ApiError):
+        raise  # the request's own fault: the Service is as good as before
+    except BaseException:
+        services.discard()  # whatever state it was left in, the next request starts afresh
+        raise
+
+
+async def submission_quota(request: Request) -> None:
+    """The per-client token bucket of submissions (429 with Retry-After when empty)."""
+    client = request.client.host if request.client else "unknown"
+    wait = state_of(request).limiter.take(client)
+    if wait > 0:
+        after = retry_after(wait)
+        raise ApiError(429, f"too many submissions; retry in {after} s", {"Retry-After": after})
+
+
+def param_text(key: str, value: object) -> str:
+    """A JSON param as the script receives it (numbers as written, booleans true/false)."""
+    from btmanager.params import _scalar_to_text, check_key
+
+    if len(key) > MAX_KEY_CHARS:
+        raise UsageError(f"Parameter key too long ({len(key)} characters, at most {MAX_KEY_CHARS})")
+    check_key(key, "params")
+    text = _scalar_to_text(key, value, "params")
+    if len(text) > MAX_VALUE_CHARS:
+        raise UsageError(f"Parameter {key!r} is too long (at most {MAX_VALUE_CHARS} characters)")
+    if "\x00" in text:
+        raise UsageError(f"Parameter {key!r} holds a NUL byte")
+    return text
+
+
+def _script(state: ServeState, script: str) -> Path:
+    config = state.config
+    return allowed_script(script, config.cwd, config.script_folders, os.environ)
+
+
+def _rules(state: ServeState) -> dict[str, Any] | None:
+    """./bt.toml of the folder `bt serve` started in, as `bt run` started there would."""
+    from btmanager.validation.rules import load_rules
+
+    rules = load_rules(None, state.config.cwd)
+    return rules.to_dict() if rules is not None else None
+
+
+# --- runs ---------------------------------------------------------------------------------
+
+
+@router.post(
+    "/backtest/run",
+    status_code=202,
+    dependencies=[Depends(submission_quota)],
+    summary="Queue a run (as `bt run -d`)",
+)
+def submit_run(body: RunBody, request: Request) -> Response:
+    from btmanager.lifecycle.create import RunRequest
+
+    state = state_of(request)
+    params = {key: param_text(key, value) for key, value in body.params.items()}
+    run_request = RunRequest(
+        script=str(_script(state, body.script)),
+        params=params,
+        cwd=state.config.cwd,
+        label=body.label,
+        rules=_rules(state),
+        timeout=float(body.timeout) if body.timeout is not None else None,
+        grace=DEFAULT_GRACE,
+        priority=body.priority or 0,
+    )
+    with service(request) as svc:
+        run = svc.submit(run_request)
+    document = {
+        "success": True,
+        "run_id": run.run_id,
+        "status": run.status,
+        "message": "Backtest queued for execution",
+    }
+    location = f"/api/backtest/status/{run.run_id}"
+    return BtJSONResponse(document, status_code=202, headers={"Location": location})
+
+
+@router.get("/backtest/status/{run_id}", summary="A run's status (as `bt status --json`)")
+def status(run_id: RunRef, request: Request) -> Response:
+    with service(request) as svc:
+        return BtJSONResponse(svc.status(run_id).to_status_dict())
+
+
+@router.get("/backtest/list", summary="Runs, newest first (as `bt list --json`)")
+def list_runs(
+    request: Request,
+    status: str | None = None,
+    limit: Annotated[int, Query(ge=0, le=MAX_LIST)] = 50,
+    offset: Annotated[int, Query(ge=0, le=INT64)] = 0,
+    script: str | None = None,
+    sweep: str | None = None,
+    label: str | None = None,
+    tag: Annotated[list[str] | None, Query()] = None,
+) -> Response:
+    with service(request) as svc:
+        # An empty filter (`?status=`) is no filter, as the guide's query templates have it.
+        selection = svc.selection(sweep or None, label, tag, status or None, script or None)
+        total, runs = svc.list_runs(selection, limit, offset)
+        return BtJSONResponse({"total": total, "runs": [run.to_status_dict() for run in runs]})
+
+
+@router.post("/backtest/cancel/{run_id}", summary="Cancel a run (as `bt cancel --json`)")
+def cancel(
+    run_id: RunRef,
+    request: Request,
+    grace: Annotated[float, Query(ge=0, le=3600, allow_inf_nan=False)] = DEFAULT_GRACE,
+) -> Response:
+    with service(request) as svc:
+        result = svc.cancel(run_id, grace)
+    if not result.success:
+        raise ApiError(409, result.message, extra={"message": result.message})
+    return BtJSONResponse(result.to_dict())
+
+
+# --- logs ---------------------------------------------------------------------------------
+
+
+@router.get("/backtest/logs/{run_id}", summary="The last lines of the log (as `bt logs --json`)")
+def logs(
+    run_id: RunRef,
+    request: Request,
+    lines: Annotated[int, Query(ge=0, le=MAX_LOG_LINES)] = 100,
+) -> Response:
+    with service(request) as svc:
+        return BtJSONResponse(svc.logs(run_id, lines).to_dict())
+
+
+@router.get(
+    "/backtest/logs/{run_id}/stream",
+    summary="The log as server-sent events (id = line number; resumes after Last-Event-ID)",
+    response_class=StreamingResponse,
+    responses={200: {"content": {"text/event-stream": {}}}},
+)
+def log_stream(
+    run_id: RunRef,
+    request: Request,
+    last_event_id: Annotated[str | None, Header()] = None,
+    lines: Annotated[int | None, Query(ge=0, le=MAX_LOG_LINES)] = None,
+) -> Response:
+    after: int | None = None
+    if last_event_id is not None and last_event_id.strip():
+        if not last_event_id.strip().isdigit():
+            raise UsageError("Last-Event-ID must be a line number")
+        after = int(last_event_id.strip())
+    state = state_of(request)
+    with service(request) as svc:
+        run = svc.status(run_id)
+        if run.is_final and after is not None and after >= svc.logs(run.run_id, 0).total_lines:
+            # Nothing will ever follow: 204 also tells an EventSource to stop reconnecting.
+            return Response(status_code=204)
+    if not state.slots.try_take():
+        raise ApiError(429, "too many open log streams; retry later", {"Retry-After": "5"})
+    events = log_events(state.config.settings, run.run_id, after, lines, state.shutdown)
+    return EventStream(events, state.slots)
+
+
+# --- validation and files -----------------------------------------------------------------
+
+
+@router.post("/backtest/validate/{run_id}", summary="Validate a run again (as `bt validate`)")
+def validate(run_id: RunRef, request: Request) -> Response:
+    state = state_of(request)
+    with service(request) as svc:
+        run = svc.status(run_id)
+        if (state.config.cwd / run.run_id).exists():
+            # `bt validate` takes a folder of that name first; over HTTP only runs are meant.
+            raise ApiError(409, f"a file named {run.run_id} shadows the run in the server's folder")
+        outcome = svc.validate(run.run_id, None, state.config.cwd)
+    return BtJSONResponse(outcome.report.to_dict())
+
+
+@router.get("/backtest/results/{run_id}", summary="A run's files (as `bt results --json`)")
+def results(run_id: RunRef, request: Request) -> Response:
+    with service(request) as svc:
+        return BtJSONResponse(svc.results(run_id).to_dict())
+
+
+CONTENT_TYPES = {
+    ".csv": "text/csv; charset=utf-8",
+    ".log": "text/plain; charset=utf-8",
+    ".txt": "text/plain; charset=utf-8",
+    ".json": "application/json",
+    ".toml": "text/plain; charset=utf-8",
+    ".parquet": "application/vnd.apache.parquet",
+}
+CHUNK = 256 * 1024
+
+
+def content_type(name: str) -> str:
+    suffix = Path(name).suffix.lower()
+    if suffix in CONTENT_TYPES:
+        return CONTENT_TYPES[suffix]
+    guessed, _ = mimetypes.guess_type(name, strict=False)
+    return guessed or "application/octet-stream"
+
+
+def _disposition(name: str) -> str:
+    plain = "".join(ch if 32 <= ord(ch) < 127 and ch not in '"\\' else "_" for ch in name)
+    return f"attachment; filename=\"{plain}\"; filename*=UTF-8''{quote(name, safe='')}"
+
+
+def _open_checked(path: Path) -> BinaryIO:
+    """The file the safe-path check returned, opened without following a link swapped in since."""
+    fd = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+    handle = os.fdopen(fd, "rb")
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        handle.close()
+        raise UsageError(f"{path.name!r} is not a file")
+    return handle
+
+
+def _chunks(handle: BinaryIO, size: int) -> Iterator[bytes]:
+    with handle:
+        left = size  # what was there when the answer began: Content-Length must hold
+        while left > 0:
+            chunk = handle.read(min(CHUNK, left))
+            if not chunk:
+                return
+            left -= len(chunk)
+            yield chunk
+
+
+@router.get(
+    "/backtest/results/{run_id}/{name:path}",
+    summary="Download one file of a run (as `bt results RUN FILE`)",
+    response_class=StreamingResponse,
+    responses={200: {"content": {"application/octet-stream": {}}}},
+)
+def download(run_id: RunRef, name: str, request: Request) -> Response:
+    with service(request) as svc:
+        path = svc.result_file(run_id, name)
+    try:
+        handle = _open_checked(path)
+    except FileNotFoundError:
+        raise ApiError(404, f"No file {name!r} in the run folder") from None
+    except OSError:
+        raise ApiError(400, f"Refusing {name!r}: not a plain file of the run folder") from None
+    size = os.fstat(handle.fileno()).st_size
+    headers = {
+        "Content-Length": str(size),
+        "Content-Disposition": _disposition(Path(name).name),
+        # Result files are the script's output, not ours: never run as a page of this origin.
+        "Content-Security-Policy": "sandbox; default-src 'none'",
+    }
+    return StreamingResponse(_chunks(handle, size), media_type=content_type(name), headers=headers)
+
+
+# --- health -------------------------------------------------------------------------------
+
+PUBLIC_HEALTH = ("status", "timestamp", "active_runs", "queued_runs")
+
+
+@router.get("/health", summary="Health and queue counts (as `bt health --json`); no token needed")
+def health(request: Request) -> Response:
+    data = state_of(request).health()
+    if not request.state.authorized:
+        # Without the token: the guide's four keys, no paths of this machine.
+        data = {key: data[key] for key in PUBLIC_HEALTH}
+    return BtJSONResponse(data, status_code=200 if data["status"] == "healthy" else 503)
+
+
+# --- many runs ------------------------------------------------------------------------------
+# Sweeps, compare and plot come with `bt sweep`, `bt compare` and `bt plot`. These routes call
+# the Service methods those commands add, and answer 501 while this bt has none:
+#   svc.sweep(script=, params=, max_parallel=, label=, cwd=, rules=) -> the `bt sweep --json` dict
+#   svc.compare(selection, sort=, top=) -> the `bt compare --json` dict
+#   svc.plot([run]) -> the `bt plot --json` dict
+
+
+def optional(svc: Service, name: str, what: str) -> Callable[..., Any]:
+    method = getattr(svc, name, None)
+    if not callable(method):
+        raise ApiError(501, f"{what} are not available in this version of bt")
+    return method  # type: ignore[no-any-return]
+
+
+@router.post(
+    "/backtest/sweep",
+    status_code=202,
+    dependencies=[Depends(submission_quota)],
+    summary="Queue a sweep (as `bt sweep --json`)",
+)
+def submit_sweep(body: SweepBody, request: Request) -> Response:
+    state = state_of(request)
+    script = _script(state, body.script)
+    for key in body.params:
+        param_text(key, "")  # keys as `bt run` checks them; values are the sweep's to parse
+    with service(request) as svc:
+        sweep = optional(svc, "sweep", "Sweeps")
+        document = sweep(
+            script=str(script),
+            params=body.params,
+            max_parallel=body.max_parallel,
+            label=body.label,
+            cwd=state.config.cwd,
+            rules=_rules(state),
+        )
+    return BtJSONResponse(document, status_code=202)
+
+
+@router.get("/backtest/compare", summary="Compare runs of a sweep (as `bt compare --json`)")
+def compare(
+    request: Request,
+    sweep: str | None = None,
+    sort: str | None = None,
+    top: Annotated[int | None, Query(ge=1, le=INT64)] = None,
+    status: str | None = None,
+    label: str | None = None,
+    tag: Annotated[list[str] | None, Query()] = None,
+    script: str | None = None,
+) -> Response:
+    with service(request) as svc:
+        method = optional(svc, "compare", "Comparisons")
+        selection = svc.selection(sweep or None, label, tag, status or None, script or None)
+        return BtJSONResponse(method(selection, sort=sort or None, top=top))
+
+
+@router.get("/backtest/plot/{run_id}", summary="A run's equity curve (as `bt plot --json`)")
+def plot(run_id: RunRef, request: Request) -> Response:
+    with service(request) as svc:
+        method = optional(svc, "plot", "Plots")
+        return BtJSONResponse(method([run_id]))
