@@ -524,6 +524,31 @@ def test_cors_only_for_the_origin_given(tmp_path: Path) -> None:
             assert allowed.headers["access-control-allow-origin"] == "http://localhost:3000"
 
 
+def test_open_log_streams_are_bounded(tmp_path: Path) -> None:
+    with lab_for(tmp_path) as lab:
+        write_scripts(lab.cwd)
+        server = start_server(lab, "--max-streams", "2")
+        gate = lab.gate("streams")
+        with server.client() as client:
+            run_id = submit(client, "talker.py", params={"lines": 1, "gate": str(gate)})
+            url = f"{API}/logs/{run_id}/stream"
+            with client.stream("GET", url) as first, client.stream("GET", url) as second:
+                # (Kept in variables: a dropped event iterator would close its response.)
+                first_events, second_events = events(first), events(second)
+                assert next(first_events)["id"] == 1
+                assert next(second_events)["id"] == 1
+                third = client.get(url)
+                assert_error(third, 429, "streams")
+                assert third.headers["retry-after"] == "5"
+                # The other endpoints do not wait for stream threads.
+                assert client.get(f"{API}/status/{run_id}").json()["status"] == "running"
+            # Closed by the client: their slots come back.
+            with client.stream("GET", url) as again:
+                assert again.status_code == 200
+                gate.touch()
+                assert [event["event"] for event in events(again)][-1] == "end"
+
+
 def test_token_is_made_once_owner_only_and_kept_out_of_runs(tmp_path: Path) -> None:
     with lab_for(tmp_path) as lab:
         write_scripts(lab.cwd)

@@ -171,3 +171,38 @@ def bt_registry(tmp_path: Path) -> Path:
     done = run_bt("run", "noop.py", "--no-validate", env=bt_env(results), cwd=tmp_path)
     assert done.code == 0, done.stderr
     return results
+
+
+def test_unexpected_errors_are_500_without_details(tmp_path: Path) -> None:
+    pytest.importorskip("fastapi")
+    import anyio
+    import httpx
+
+    from btmanager.serve.app import create_app
+    from btmanager.serve.config import ServeConfig
+
+    config = ServeConfig(
+        settings=Settings.resolve(str(tmp_path / "results")),
+        host="127.0.0.1",
+        port=0,
+        token="t" * 32,
+        rate=Rate(10, 60.0),
+        cors=(),
+        cwd=tmp_path,
+        script_folders=(tmp_path,),
+    )
+    app = create_app(config)
+
+    @app.get("/api/explode")
+    def explode() -> None:
+        raise RuntimeError("a secret detail from deep inside")
+
+    async def call() -> httpx.Response:
+        transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
+        async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1") as client:
+            return await client.get("/api/explode", headers={"Authorization": "Bearer " + "t" * 32})
+
+    response = anyio.run(call)
+    assert response.status_code == 500
+    assert response.json() == {"success": False, "error": "internal error"}
+    assert "secret" not in response.text and "Traceback" not in response.text

@@ -38,6 +38,16 @@ def serve(
         bool,
         typer.Option("--no-auth", help="No token needed (refused unless HOST is loopback)."),
     ] = False,
+    max_streams: Annotated[
+        int,
+        typer.Option(
+            "--max-streams",
+            metavar="N",
+            help="Log streams open at once (each holds a thread); more get 429.",
+            min=1,
+            max=1024,
+        ),
+    ] = 32,
     cors: Annotated[
         list[str] | None,
         typer.Option(
@@ -92,6 +102,7 @@ def serve(
         cors=origins,
         cwd=cwd,
         script_folders=folders,
+        max_streams=max_streams,
     )
     application = serve_app.create_app(config)
     try:
