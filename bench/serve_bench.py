@@ -146,8 +146,8 @@ def goal_9(ctx: Context) -> list[Row]:
     work = ctx.folder("g9/work")
     launcher = work / "serve_with_constant.py"
     launcher.write_text(LAUNCHER, encoding="utf-8")
-    per_client = max(20, ctx.sizes.repeats * 60)  # 200 with full sizes
-    sequential = max(20, ctx.sizes.repeats * 20)
+    per_client = min(200, ctx.sizes.repeats * 14)  # 200 with full sizes, 42 quick
+    sequential = min(100, ctx.sizes.repeats * 20)  # list requests per sample
 
     def serve(env: dict[str, str]) -> Served:
         argv = [str(ctx.python), str(launcher), "--port", "0"]

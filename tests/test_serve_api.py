@@ -524,6 +524,23 @@ def test_cors_only_for_the_origin_given(tmp_path: Path) -> None:
             assert allowed.headers["access-control-allow-origin"] == "http://localhost:3000"
 
 
+def test_bad_options_and_a_taken_port_are_plain_errors(server: Server, lab: QueueLab) -> None:
+    port = server.url.rsplit(":", 1)[1]
+    for args, words in (
+        (("--port", port), "cannot listen"),
+        (("--rate-limit", "lots"), "--rate-limit"),
+        (("--rate-limit", "0/minute"), "--rate-limit"),
+        (("--cors", "*"), "--cors"),
+        (("--cors", "evil.test"), "--cors"),
+        (("--port", "70000"), "--port"),
+        (("--max-streams", "0"), "--max-streams"),
+    ):
+        result = lab.bt("serve", *args, timeout=30, env={"BT_SERVE_TOKEN": TOKEN})
+        assert result.code == 2, (args, result.stdout, result.stderr)
+        assert result.stderr.startswith("Error: ") and words in result.stderr.lower(), args
+        assert "Traceback" not in result.stderr
+
+
 def test_open_log_streams_are_bounded(tmp_path: Path) -> None:
     with lab_for(tmp_path) as lab:
         write_scripts(lab.cwd)

@@ -28,6 +28,7 @@ BROWSER_ARGS = [
 DESKTOP = {"width": 1280, "height": 800}
 PHONE = {"width": 390, "height": 844}
 WAIT_MS = 90_000
+MISSING = "\u2013"  # what the page shows for a missing value (an en dash)
 
 
 @pytest.fixture
@@ -64,6 +65,7 @@ def test_run_from_the_page_with_live_log(
 
     page.goto(server.url + "/")
     page.wait_for_selector("#login:not([hidden])")
+    page.screenshot(path=str(tmp_path / "login-desktop.png"))
     page.fill("#token", "not-the-token-at-all")
     page.click("#login-form button[type=submit]")
     page.wait_for_selector("#login-error:text('not this server')")
@@ -82,6 +84,7 @@ def test_run_from_the_page_with_live_log(
     page.locator(".param-key").nth(2).fill("gate")
     page.locator(".param-value").nth(2).fill(str(gate))
     page.fill("#label", "from the page")
+    page.screenshot(path=str(tmp_path / "new-run-desktop.png"))
     page.click("#submit-run")
 
     # The run page: the log streams in while the run is still running (held by the gate).
@@ -151,4 +154,89 @@ def test_page_signs_in_with_the_token_and_keeps_it_for_the_tab(
     page.click("#signout")
     page.wait_for_selector("#login:not([hidden])")
     assert page.evaluate("sessionStorage.getItem('bt-serve-token')") is None
+    context.close()
+
+
+PLOT = {
+    "runs": [
+        {
+            "run_id": "RUN",
+            "dates": ["2024-01-01", "2024-01-02", "2024-01-03", "2024-01-04", "2024-01-05"],
+            "cumulative_pnl": [100.0, 50.0, 250.0, 275.5, 265.5],
+            "drawdown": [0.0, -50.0, 0.0, 0.0, -10.0],
+        }
+    ]
+}
+
+
+def _compare(run_ids: list[str]) -> dict[str, Any]:
+    rows = []
+    for index, run_id in enumerate(run_ids):
+        rows.append(
+            {
+                "run_id": run_id,
+                "label": f"ma-{index}",
+                "status": "completed",
+                "sweep_id": "sweep_0badf00d",
+                "params": {"fast": str(5 * (index + 1))},
+                "metrics": {"total_pnl": [120.0, 340.5, None][index], "sharpe_ratio": 1.0 + index},
+                "duration_seconds": 1.5,
+            }
+        )
+    return {"params": ["fast"], "metrics": ["total_pnl", "sharpe_ratio"], "runs": rows}
+
+
+def test_equity_curve_and_sweep_table_from_their_endpoints(
+    served: tuple[QueueLab, Server], browser: Any, tmp_path: Path
+) -> None:
+    """The plot and compare endpoints come with `bt plot`/`bt compare`: answered here by the
+    browser's network layer in their contract shapes, to check what the page makes of them."""
+    _lab, server = served
+    with server.client() as client:
+        run_ids = []
+        for _ in range(3):
+            answer = client.post("/api/backtest/run", json={"script": "valid.py"})
+            run_ids.append(answer.json()["run_id"])
+        for run_id in run_ids:
+            server.wait_status(client, run_id, ("completed",))
+    context = browser.new_context(viewport=DESKTOP)
+    page = context.new_page()
+    page.route(
+        "**/api/backtest/plot/*",
+        lambda route: route.fulfill(
+            json={**PLOT, "runs": [{**PLOT["runs"][0], "run_id": run_ids[0]}]}
+        ),
+    )
+    page.route("**/api/backtest/compare?*", lambda route: route.fulfill(json=_compare(run_ids)))
+    page.goto(server.url + "/")
+    page.fill("#token", server.token or "")
+    page.click("#login-form button[type=submit]")
+    page.wait_for_selector("#runs")
+
+    page.goto(f"{server.url}/#/run/{run_ids[0]}")
+    page.wait_for_selector("#equity svg polyline.curve", timeout=WAIT_MS)
+    points = page.get_attribute("#equity svg polyline.curve", "points") or ""
+    assert len(points.split()) == 5
+    assert page.locator("#equity svg polygon.dd").count() == 1
+    assert "2024-01-05" in page.inner_text("#equity")
+    page.screenshot(path=str(tmp_path / "equity-desktop.png"), full_page=True)
+
+    page.goto(f"{server.url}/#/sweep/sweep_0badf00d")
+    page.wait_for_selector("#compare tbody tr", timeout=WAIT_MS)
+
+    def column(name: str) -> list[str]:
+        headers = page.locator("#compare thead th").all_text_contents()
+        index = headers.index(name)
+        cells = page.locator(f"#compare tbody tr td:nth-child({index + 1})")
+        return [text.strip() for text in cells.all_inner_texts()]
+
+    assert column("fast") == ["5", "10", "15"]
+    page.click("#compare thead th:text-is('total_pnl')")
+    assert column("total_pnl") == ["120", "340.5", MISSING]  # missing values last
+    page.click("#compare thead th:has-text('total_pnl')")
+    assert column("total_pnl") == ["340.5", "120", MISSING]
+    assert column("fast") == ["10", "5", "15"]
+    page.screenshot(path=str(tmp_path / "sweep-desktop.png"), full_page=True)
+    page.set_viewport_size(PHONE)
+    page.screenshot(path=str(tmp_path / "sweep-phone.png"), full_page=True)
     context.close()

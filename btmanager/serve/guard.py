@@ -140,7 +140,7 @@ class Guard:
 async def _refuse(
     send: Send, status: int, message: str, headers: list[tuple[bytes, bytes]] | None = None
 ) -> None:
-    body = json.dumps({"success": False, "error": message}).encode()
+    body = json.dumps({"success": False, "error": message}, separators=(",", ":")).encode()
     await send(
         {
             "type": "http.response.start",
