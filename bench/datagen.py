@@ -320,3 +320,17 @@ def count_active(db_path: Path) -> int:
         return int(row[0])
     finally:
         db.close()
+
+
+def count_running(db_path: Path) -> int:
+    """Running runs whose script has started (pid recorded)."""
+    if not db_path.exists():
+        return 0
+    db = sqlite3.connect(db_path, timeout=30)
+    try:
+        row = db.execute(
+            "SELECT COUNT(*) FROM runs WHERE status = 'running' AND pid IS NOT NULL"
+        ).fetchone()
+        return int(row[0])
+    finally:
+        db.close()

@@ -1,4 +1,4 @@
-"""Goal 9: `bt serve` (extra `serve`), measured on loopback against its own baselines.
+"""Goal 10: `bt serve` (extra `serve`), measured on loopback against its own baselines.
 
 - status throughput with 20 concurrent clients, against a bare FastAPI endpoint returning a
   constant, served by the same server process (the app `bt serve` builds, with that one route
@@ -124,7 +124,7 @@ def _load(ctx: Context, url: str, path: str, clients: int, requests: int) -> Sam
     return Sample(float(result["seconds"]), 0, 0)
 
 
-def goal_9(ctx: Context) -> list[Row]:
+def goal_10(ctx: Context) -> list[Row]:
     from goals import seeded_results
 
     small, big = ctx.sizes.registry_small, ctx.sizes.registry_big
@@ -135,15 +135,15 @@ def goal_9(ctx: Context) -> list[Row]:
         why = "the serve extra is missing (pip install 'btmanager[serve]')"
         return [
             skipped_row(
-                "9", throughput, "a constant FastAPI endpoint, same server", ">= 0.5x", why
+                "10", throughput, "a constant FastAPI endpoint, same server", ">= 0.5x", why
             ),
-            skipped_row("9", listing, f"same, {small} runs", "<= 1.2x", why),
-            skipped_row("9", ready, "`import fastapi, uvicorn`", "<= 2x", why),
+            skipped_row("10", listing, f"same, {small} runs", "<= 1.2x", why),
+            skipped_row("10", ready, "`import fastapi, uvicorn`", "<= 2x", why),
         ]
-    ctx.log("goal 9: bt serve throughput, listing, start-up")
-    _, env_small, id_small = seeded_results(ctx, "g9small", small)
-    _, env_big, _ = seeded_results(ctx, "g9big", big)
-    work = ctx.folder("g9/work")
+    ctx.log("goal 10: bt serve throughput, listing, start-up")
+    _, env_small, id_small = seeded_results(ctx, "g10small", small)
+    _, env_big, _ = seeded_results(ctx, "g10big", big)
+    work = ctx.folder("g10/work")
     launcher = work / "serve_with_constant.py"
     launcher.write_text(LAUNCHER, encoding="utf-8")
     per_client = min(200, ctx.sizes.repeats * 14)  # 200 with full sizes, 42 quick
@@ -208,7 +208,7 @@ def goal_9(ctx: Context) -> list[Row]:
     ratio = rate["status"] / rate["constant"]
     return [
         Row(
-            "9",
+            "10",
             throughput,
             "a constant FastAPI endpoint (async), same server",
             f"{rate['status']:.0f} req/s ({series['status'].time_text()} for {requests})",
@@ -221,7 +221,7 @@ def goal_9(ctx: Context) -> list[Row]:
             f"{os.cpu_count()} cores",
         ),
         ratio_row(
-            "9",
+            "10",
             listing,
             f"same, {small} runs",
             series["list_big"],
@@ -231,7 +231,7 @@ def goal_9(ctx: Context) -> list[Row]:
             "registry rows inserted with sqlite3, shaped like a real run",
         ),
         ratio_row(
-            "9",
+            "10",
             ready,
             "`python -c 'import fastapi, uvicorn'`",
             startup["ready"],

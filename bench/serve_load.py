@@ -1,4 +1,4 @@
-"""The HTTP client of goal 9: concurrent keep-alive GETs on loopback, counted and timed.
+"""The HTTP client of goal 10: concurrent keep-alive GETs on loopback, counted and timed.
 
 `python serve_load.py URL TOKEN PATH --clients 20 --processes 4 --requests 200` prints one JSON
 line: {"seconds", "requests", "errors"}. Clients are threads spread over processes (one

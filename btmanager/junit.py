@@ -6,31 +6,29 @@ One <testcase> per file check: its errors are a <failure>, its warnings go to <s
 
 from __future__ import annotations
 
-import os
-import tempfile
 import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import Any
 
-from btmanager.errors import StorageError
 from btmanager.validation.report import Report
 
 
-def write_junit(report: Report, path: Path, suite_name: str) -> None:
-    """Write the report as JUnit XML, atomically (a reader never sees half a file)."""
+def write_junit(report: Report, path: Path, suite_name: str, force: bool = False) -> None:
+    """Write the report as JUnit XML, atomically (a reader never sees half a file).
+
+    Only to a new file, or an existing regular one with `force`: never through a symlink or
+    onto a device, FIFO or directory (UsageError); write failures are StorageError.
+    """
+    from btmanager.safe_files import write_atomic
+
     data = ET.tostring(_suites(report, suite_name), encoding="utf-8", xml_declaration=True)
-    folder = path.parent
-    try:
-        fd, temp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)
-        try:
-            with os.fdopen(fd, "wb") as f:
-                f.write(data + b"\n")
-            os.replace(temp, path)
-        except BaseException:
-            Path(temp).unlink(missing_ok=True)
-            raise
-    except OSError as exc:
-        raise StorageError(f"Cannot write JUnit report {path}: {exc.strerror or exc}") from exc
+    write_atomic(
+        path,
+        lambda handle: handle.write(data + b"\n"),
+        force=force,
+        option="--junit",
+        what="JUnit report",
+    )
 
 
 def _suites(report: Report, suite_name: str) -> ET.Element:

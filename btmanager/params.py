@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Iterable, Mapping
 from pathlib import Path
@@ -26,10 +25,22 @@ def parse_assignment(text: str) -> tuple[str, str]:
     if "=" not in text:
         raise UsageError(f"Invalid parameter {text!r}: expected KEY=VALUE")
     key, value = text.split("=", 1)
-    return check_key(key, f"-p {text!r}"), value
+    origin = f"-p {text!r}"
+    return check_key(key, origin), check_value(key, value, origin)
+
+
+def check_value(key: str, value: str, origin: str) -> str:
+    """A value the OS can pass as an argument: no NUL byte (C strings end there)."""
+    if "\x00" in value:
+        raise UsageError(
+            f"Parameter {key!r} in {origin} holds a NUL byte, which cannot be passed as an argument"
+        )
+    return value
 
 
 def _scalar_to_text(key: str, value: Any, origin: str) -> str:
+    if isinstance(value, str):
+        return check_value(key, value, origin)
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, (int, float, str)):
@@ -45,33 +56,9 @@ def _scalar_to_text(key: str, value: Any, origin: str) -> str:
 
 def load_params_file(path: Path) -> dict[str, str]:
     """A flat JSON object or TOML table of parameters; TOML for .toml files, else JSON."""
-    import tomllib  # here, not at the top: `bt run` without a params file never needs it
+    from btmanager.inputs import load_document
 
-    try:
-        raw = path.read_bytes()
-    except FileNotFoundError:
-        raise UsageError(f"Params file not found: {path}") from None
-    except OSError as exc:
-        raise UsageError(f"Cannot read params file {path}: {exc.strerror or exc}") from None
-    try:
-        text = raw.decode("utf-8-sig")
-    except UnicodeDecodeError:
-        raise UsageError(f"Params file {path} is not UTF-8 text") from None
-    data: Any
-    try:
-        if path.suffix.lower() == ".toml":
-            data = tomllib.loads(text)
-        else:
-            data = json.loads(text)
-    except (tomllib.TOMLDecodeError, json.JSONDecodeError) as exc:
-        if path.suffix.lower() == ".toml":
-            raise UsageError(f"Params file {path} is not valid TOML: {exc}") from None
-        raise UsageError(
-            f"Params file {path} is not valid JSON: {exc} (params files are JSON, or TOML when "
-            "the name ends in .toml)"
-        ) from None
-    if not isinstance(data, dict):
-        raise UsageError(f"Params file {path} must hold one object of KEY: VALUE pairs")
+    data = load_document(path, "Params file")
     origin = f"params file {path}"
     return {check_key(str(k), origin): _scalar_to_text(str(k), v, origin) for k, v in data.items()}
 

@@ -1,13 +1,19 @@
-"""A run folder's files: listing them, and handing out one without ever leaving the folder."""
+"""A run folder's files: listing them, and handing out one without ever leaving the folder.
+
+Both go through `safe_files.SafeFolder`, so the listing holds exactly the files that can be
+downloaded: symlinks are listed (under their own name) only when they lead to a file inside the
+folder, and hard-linked files, devices and FIFOs are left out.
+"""
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from pathlib import Path, PurePosixPath
+from pathlib import Path
+from typing import BinaryIO
 
-from btmanager.errors import NotFoundError, UsageError
+from btmanager.errors import NotFoundError
+from btmanager.safe_files import MissingFileError, SafeFolder
 
 STATE_DIR = ".bt"  # bt's own files in a run folder (see btmanager.lifecycle.exitrecord)
 
@@ -22,54 +28,26 @@ class ResultFile:
         return {"name": self.name, "size": self.size, "modified": self.modified}
 
 
-def list_files(folder: Path) -> list[ResultFile]:
-    """Every regular file below the folder (recursively), sorted by name.
+def _open_run_folder(folder: Path) -> SafeFolder:
+    try:
+        return SafeFolder(folder)
+    except MissingFileError:
+        raise NotFoundError(f"Run folder not found: {folder} (moved or deleted?)") from None
 
-    Symlinks are listed only if they point at a file inside the folder, the same rule as
-    `safe_path`, so what is listed can always be downloaded.
-    """
-    if not folder.is_dir():
-        raise NotFoundError(f"Run folder not found: {folder}")
-    root = folder.resolve()
+
+def list_files(folder: Path) -> list[ResultFile]:
+    """Every file below the folder (recursively) that `open_result` would serve, by name."""
     found: list[ResultFile] = []
-    for directory, subdirs, files in os.walk(folder):
-        if Path(directory) == folder and STATE_DIR in subdirs:
-            subdirs.remove(STATE_DIR)  # bt's own bookkeeping, not a result
-        subdirs.sort()
-        for filename in files:
-            path = Path(directory) / filename
-            try:
-                real = path.resolve(strict=True)
-                if not real.is_relative_to(root) or not real.is_file():
-                    continue
-                stat = real.stat()
-            except (OSError, RuntimeError):
-                continue
-            relative = path.relative_to(folder).as_posix()
-            modified = datetime.fromtimestamp(stat.st_mtime, UTC).isoformat(timespec="seconds")
-            found.append(ResultFile(relative, stat.st_size, modified))
+    with _open_run_folder(folder) as opened:
+        for name, info in opened.files():
+            if name.startswith(STATE_DIR + "/"):
+                continue  # bt's own bookkeeping, not a result
+            modified = datetime.fromtimestamp(info.st_mtime, UTC).isoformat(timespec="seconds")
+            found.append(ResultFile(name, info.st_size, modified))
     return sorted(found, key=lambda item: item.name)
 
 
-def safe_path(folder: Path, name: str) -> Path:
-    """The file `name` inside `folder`; refuses anything that resolves outside it."""
-    if not name or "\x00" in name:
-        raise UsageError("A result file name must not be empty")
-    relative = PurePosixPath(name.replace("\\", "/"))
-    if relative.is_absolute() or Path(name).is_absolute() or Path(name).drive:
-        raise UsageError(f"Refusing {name!r}: result paths are relative to the run folder")
-    if ".." in relative.parts:
-        raise UsageError(f"Refusing {name!r}: '..' is not allowed in result paths")
-    root = folder.resolve()
-    candidate = folder.joinpath(*relative.parts)
-    try:
-        real = candidate.resolve(strict=True)
-    except FileNotFoundError:
-        raise NotFoundError(f"No file {name!r} in {folder}") from None
-    except (OSError, RuntimeError) as exc:
-        raise UsageError(f"Cannot open {name!r}: {exc}") from None
-    if not real.is_relative_to(root):
-        raise UsageError(f"Refusing {name!r}: it resolves outside the run folder (symlink)")
-    if not real.is_file():
-        raise UsageError(f"{name!r} is not a file")
-    return real
+def open_result(folder: Path, name: str) -> BinaryIO:
+    """The file `name` of the run folder, open for reading; refuses anything leading outside."""
+    with _open_run_folder(folder) as opened:
+        return opened.open(name)

@@ -11,7 +11,7 @@ import time
 from collections.abc import Callable, Generator, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, BinaryIO
 
 from btmanager.errors import BtError, NotFoundError, UsageError
 from btmanager.registry.db import NoRegistry, Registry, Selection
@@ -442,66 +442,66 @@ class Service:
 
     # --- logs and files -------------------------------------------------------------------
 
-    @staticmethod
-    def _check_folder(run: Run) -> None:
-        if not Path(run.output_dir).is_dir():
-            raise NotFoundError(f"Run folder not found: {run.output_dir} (moved or deleted?)")
-
-    def _log_path(self, run: Run) -> Path:
-        from btmanager.logs import LOG_FILE
-
-        return Path(run.output_dir) / LOG_FILE
-
     def logs(self, ref: str, lines: int) -> LogTail:
         if lines < 0:
             raise UsageError("--lines must be 0 or more")
-        from btmanager.logs import count_lines, tail_lines
+        from btmanager.logs import (
+            count_lines,
+            mark_for,
+            open_log,
+            read_mark,
+            tail_lines,
+            write_mark,
+        )
 
         run = self._find(ref)
-        path = self._log_path(run)
-        if not path.exists():
-            self._check_folder(run)
+        folder = Path(run.output_dir)
+        handle = open_log(folder)
+        if handle is None:
             return LogTail(run.run_id, [], 0)  # not started yet: no log, no lines
-        try:
-            reader = count_lines(path, run.log_size, run.log_lines)
-            tail = tail_lines(path, lines)
-        except OSError as exc:
-            raise NotFoundError(f"Cannot read {path}: {exc.strerror or exc}") from None
-        if reader.offset != run.log_size:
+        with handle:
             try:
-                self._writable_registry().set_log_cache(run.run_id, reader.offset, reader.lines)
-            except (BtError, OSError):
-                pass  # only a cache: a read-only or full registry just recounts next time
+                # The count mark, not the registry's (size, lines): only the mark can tell
+                # whether the part counted before was rewritten since (see btmanager.logs).
+                mark = read_mark(folder)
+                reader = count_lines(handle, mark)
+                tail = tail_lines(handle, lines, end=reader.offset)
+                counted = mark_for(handle, reader)
+            except OSError as exc:
+                raise NotFoundError(f"Cannot read {run.output_dir}/execution.log: {exc}") from None
+        if counted != mark:
+            write_mark(folder, counted)  # only a cache: where it cannot be written, recount
         return LogTail(run.run_id, tail, reader.lines)
 
     def follow(self, ref: str, lines: int) -> Iterator[str]:
         """The last `lines` lines, then new lines as they are written, until the run ends."""
-        from btmanager.logs import LogReader, complete_lines_end, split_lines, tail_lines
+        from btmanager.logs import LineSplitter, LogReader, complete_lines_end, iter_tail, open_log
 
         run = self._find(ref)
         registry = self.registry
-        path = self._log_path(run)
-        while not path.exists() and registry.get(run.run_id).status in (QUEUED, RUNNING):
+        folder = Path(run.output_dir)
+        handle = open_log(folder)
+        while handle is None and registry.get(run.run_id).status in (QUEUED, RUNNING):
             time.sleep(_WAIT_POLL)
-        if not path.exists():
-            self._check_folder(run)
+            handle = open_log(folder)
+        if handle is None:
             return
-        # Tail the complete lines up to a fixed point, then stream from exactly there: no line
-        # is lost, repeated or cut in two.
-        offset = complete_lines_end(path)
-        yield from tail_lines(path, lines, end=offset)
-        follower = LogReader(path, offset)
-        pending = b""
-        while True:
-            finished = registry.get(run.run_id).status in FINAL_STATUSES
-            for chunk in follower.read_new():
-                complete, pending = split_lines(pending + chunk)
-                yield from complete
-            if finished:
-                break
-            time.sleep(_WAIT_POLL)
-        if pending:
-            yield pending.decode("utf-8", errors="replace")
+        with handle:
+            # Tail the complete lines up to a fixed point, then stream from exactly there: no
+            # line is lost, repeated or cut in two. One descriptor throughout, opened safely.
+            offset = complete_lines_end(handle)
+            yield from iter_tail(handle, lines, end=offset)
+            follower = LogReader(None, offset, handle=handle)
+            splitter = LineSplitter()
+            while True:
+                finished = registry.get(run.run_id).status in FINAL_STATUSES
+                for chunk in follower.read_new():
+                    yield from splitter.feed(chunk)
+                if finished:
+                    break
+                time.sleep(_WAIT_POLL)
+            if splitter.pending:
+                yield splitter.finish()
 
     def follow_numbered(
         self, ref: str, after: int | None = None, last: int | None = None
@@ -512,51 +512,58 @@ class Service:
         Starts after line `after` (resuming a stream), else with the last `last` lines, else
         at the first line. Yields None each time it has caught up and waits for more, so a
         consumer can stop (close the generator) or flush there. Memory stays bounded whatever
-        the log's size: the start is found by counting line breaks, and lines are read
-        forwards from there.
+        the log's size: the start is found by counting line breaks, lines are read forwards
+        from there and each is cut as `follow` cuts it.
         """
-        from btmanager.logs import LogReader, count_lines, split_lines, tail_start
+        from btmanager.logs import (
+            LineSplitter,
+            LogReader,
+            count_lines,
+            open_log,
+            read_mark,
+            tail_start,
+        )
 
         run = self._find(ref)
         registry = self.registry
-        path = self._log_path(run)
-        while not path.exists() and registry.get(run.run_id).status in (QUEUED, RUNNING):
+        folder = Path(run.output_dir)
+        handle = open_log(folder)
+        while handle is None and registry.get(run.run_id).status in (QUEUED, RUNNING):
             yield None
             time.sleep(_WAIT_POLL)
-        if not path.exists():
-            self._check_folder(run)
+            handle = open_log(folder)
+        if handle is None:
             return
-        try:
-            counted = count_lines(path, run.log_size, run.log_lines)
-        except OSError as exc:
-            raise NotFoundError(f"Cannot read {path}: {exc.strerror or exc}") from None
-        complete = counted.newlines  # lines ended by a break, before `counted.offset`
-        if after is not None:
-            first = after + 1
-        elif last is not None:  # counting an unfinished last line, as `logs` does
-            first = max(1, counted.lines - max(last, 0) + 1)
-        else:
-            first = 1
-        # Read from the start of line `first` (or of the unfinished last line): every line
-        # from there is complete or still being written, so none is lost, repeated or cut.
-        number = min(first, complete + 1)
-        start = tail_start(path, complete - number + 1, counted.offset, complete)
-        follower = LogReader(path, start)
-        pending = b""
-        while True:
-            finished = registry.get(run.run_id).status in FINAL_STATUSES
-            for chunk in follower.read_new():
-                lines, pending = split_lines(pending + chunk)
-                for text in lines:
-                    if number >= first:
-                        yield LogLine(number, text)
-                    number += 1
-            if finished:
-                break
-            yield None
-            time.sleep(_WAIT_POLL)
-        if pending and number >= first:
-            yield LogLine(number, pending.decode("utf-8", errors="replace").rstrip("\r"))
+        with handle:
+            try:
+                counted = count_lines(handle, read_mark(folder))
+            except OSError as exc:
+                raise NotFoundError(f"Cannot read {run.output_dir}/execution.log: {exc}") from None
+            if after is not None:
+                first = after + 1
+            elif last is not None:  # counting an unfinished last line, as `logs` does
+                first = max(1, counted.lines - max(last, 0) + 1)
+            else:
+                first = 1
+            # Read from the start of line `first` (or of the unfinished last line): every line
+            # from there is complete or still being written, so none is lost, repeated or cut.
+            number = min(first, counted.newlines + 1)
+            start = tail_start(handle, counted.lines - number + 1, counted.offset)
+            follower = LogReader(None, start, handle=handle)
+            splitter = LineSplitter()
+            while True:
+                finished = registry.get(run.run_id).status in FINAL_STATUSES
+                for chunk in follower.read_new():
+                    for text in splitter.feed(chunk):
+                        if number >= first:
+                            yield LogLine(number, text)
+                        number += 1
+                if finished:
+                    break
+                yield None
+                time.sleep(_WAIT_POLL)
+            if splitter.pending and number >= first:
+                yield LogLine(number, splitter.finish())
 
     def results(self, ref: str) -> Listing:
         from btmanager.results import list_files
@@ -564,26 +571,26 @@ class Service:
         run = self._find(ref)
         return Listing(run, list_files(Path(run.output_dir)))
 
-    def result_file(self, ref: str, name: str) -> Path:
-        from btmanager.results import safe_path
+    def result_file(self, ref: str, name: str) -> BinaryIO:
+        """A file of the run folder, open for reading (never one outside the folder)."""
+        from btmanager.results import open_result
 
         run = self._find(ref)
-        return safe_path(Path(run.output_dir), name)
+        return open_result(Path(run.output_dir), name)
 
     @staticmethod
-    def copy_result(source: Path, destination: Path) -> int:
-        """Copy a result file to a path (atomically: temp file then rename)."""
+    def copy_result(source: BinaryIO, destination: Path, force: bool = False) -> int:
+        """Copy an open result file to a path: a regular file or a new one, atomically."""
         import shutil
 
-        temp = destination.with_name(f".{destination.name}.bt-partial")
-        try:
-            with open(source, "rb") as reader, open(temp, "wb") as writer:
-                shutil.copyfileobj(reader, writer, 1024 * 1024)
-            temp.replace(destination)
-        except OSError as exc:
-            temp.unlink(missing_ok=True)
-            raise UsageError(f"Cannot write {destination}: {exc.strerror or exc}") from None
-        return destination.stat().st_size
+        from btmanager.safe_files import write_atomic
+
+        return write_atomic(
+            destination,
+            lambda writer: shutil.copyfileobj(source, writer, 1024 * 1024),
+            force=force,
+            option="--output",
+        )
 
     # --- validation -----------------------------------------------------------------------
 
@@ -595,7 +602,10 @@ class Service:
         rules = load_rules(rules_file, cwd)
         folder = Path(target)
         if folder.is_dir():
-            return ValidationOutcome(validate_dir(folder, rules), str(folder), None)
+            # A folder the user names is the one they chose, even through a symlink; a run's
+            # folder (below) is refused when its script replaced it by one.
+            report = validate_dir(folder, rules, allow_symlinked_folder=True)
+            return ValidationOutcome(report, str(folder), None)
         if folder.exists():
             raise UsageError(f"{target} is not a directory (give a run or a folder of outputs)")
         try:

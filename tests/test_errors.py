@@ -150,8 +150,12 @@ def test_params_file_is_a_directory(bt: BtRunner) -> None:
 def test_corrupt_registry(bt: BtRunner) -> None:
     bt.results.mkdir()
     (bt.results / "bt.sqlite3").write_bytes(b"garbage" * 1000)
-    for args in (("list",), ("status", "latest"), ("health", "--json"), ("run", "x.py")):
+    for args in (("list",), ("status", "latest"), ("run", "x.py")):
         assert_user_error(bt(*args), "corrupt")
+    # `bt health` is the one command whose job is to say so: unhealthy, with the reason.
+    health = bt("health", "--json")
+    assert health.code == 1 and health.stderr == ""
+    assert health.json()["status"] == "unhealthy" and "corrupt" in health.json()["reason"]
 
 
 @pytest.mark.skipif(os.geteuid() == 0, reason="root ignores file permissions")
@@ -185,11 +189,9 @@ def test_results_download_needs_file_for_output(bt: BtRunner) -> None:
     assert_user_error(bt("results", "latest", "-o", "x"), "--output needs a FILE")
 
 
-def test_argument_that_cannot_be_passed_fails_the_run_cleanly(bt: BtRunner) -> None:
+def test_argument_that_cannot_be_passed_is_refused(bt: BtRunner) -> None:
     write(bt.cwd, "s.py", NO_OUTPUTS)
     (bt.cwd / "p.json").write_text('{"a": "x\\u0000y"}')
     result = bt("run", "s.py", "--params-file", "p.json", "--json")
-    assert result.code == 1 and "internal error" not in result.stderr, result.stderr
-    status = result.json()
-    assert status["status"] == "failed"
-    assert status["error_message"].startswith("could not start the script")
+    assert_user_error(result, "NUL byte")
+    assert _runs_recorded(bt) == 0

@@ -1,45 +1,14 @@
-"""Numbered log lines for streaming: `logs.tail_start` and `Service.follow_numbered`."""
+"""Numbered log lines for streaming: `Service.follow_numbered`."""
 
 from __future__ import annotations
 
-import random
 from pathlib import Path
-
-import pytest
 
 from btmanager import logs
 from btmanager.service import Service
 from btmanager.settings import Settings
 from tests.conftest import BtRunner
 from tests.helpers import write_script
-
-
-def _expected_start(data: bytes, count: int) -> int:
-    breaks = data.count(b"\n")
-    if count == 0:
-        return data.rfind(b"\n") + 1
-    if count >= breaks:
-        return 0
-    position = -1
-    for _ in range(breaks - count):
-        position = data.index(b"\n", position + 1)
-    return position + 1
-
-
-@pytest.mark.parametrize("block", [1, 3, 7, 64 * 1024])
-def test_tail_start_finds_where_the_last_lines_begin(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, block: int
-) -> None:
-    monkeypatch.setattr(logs, "_BLOCK", block)
-    rng = random.Random(block)
-    path = tmp_path / "log"
-    for _ in range(300):
-        lines = [b"x" * rng.randint(0, 9) for _ in range(rng.randint(0, 9))]
-        data = b"\n".join(lines) + (b"\n" if lines and rng.random() < 0.5 else b"")
-        path.write_bytes(data)
-        breaks = data.count(b"\n")
-        for count in range(breaks + 2):
-            assert logs.tail_start(path, count, len(data), breaks) == _expected_start(data, count)
 
 
 def _finished_run(bt: BtRunner) -> tuple[Service, str, Path]:
@@ -77,10 +46,33 @@ def test_follow_numbered_counts_an_unterminated_last_line(bt: BtRunner) -> None:
     svc.close()
 
 
-def test_follow_numbered_uses_the_registry_line_cache(bt: BtRunner) -> None:
+def test_follow_numbered_after_the_log_was_counted(bt: BtRunner) -> None:
     svc, run_id, _ = _finished_run(bt)
-    assert svc.logs(run_id, 0).total_lines == 5  # caches (size, lines) in the registry
+    assert svc.logs(run_id, 0).total_lines == 5  # leaves its count mark beside the log
     svc.close()
     fresh = Service(Settings.resolve(str(bt.results)))
     assert _lines(fresh, run_id, last=1) == [(5, "l5")]
     fresh.close()
+
+
+def test_follow_numbered_in_a_log_of_many_blocks(bt: BtRunner) -> None:
+    svc, run_id, folder = _finished_run(bt)
+    with open(folder / "execution.log", "ab") as log:
+        for number in range(6, 30_001):
+            log.write(f"l{number}\n".encode())
+    assert (folder / "execution.log").stat().st_size > 3 * 64 * 1024  # several blocks
+    assert _lines(svc, run_id, after=12_344)[:2] == [(12_345, "l12345"), (12_346, "l12346")]
+    assert _lines(svc, run_id, last=2) == [(29_999, "l29999"), (30_000, "l30000")]
+    assert _lines(svc, run_id, after=29_999) == [(30_000, "l30000")]
+    svc.close()
+
+
+def test_follow_numbered_cuts_huge_lines_as_follow_does(bt: BtRunner) -> None:
+    svc, run_id, folder = _finished_run(bt)
+    with open(folder / "execution.log", "ab") as log:
+        log.write(b"x" * (logs.LINE_CAP + 10) + b"\nafter\n")
+    got = _lines(svc, run_id, after=5)
+    assert [number for number, _ in got] == [6, 7]
+    assert got[0][1].endswith(f"[line truncated, {logs.LINE_CAP + 10} bytes]")
+    assert got[1] == (7, "after")
+    svc.close()

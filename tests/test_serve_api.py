@@ -339,8 +339,8 @@ def test_result_paths_never_leave_the_run_folder(
 ) -> None:
     run_id = submit(client)
     server.wait_status(client, run_id, ("completed",))
-    secret = tmp_path / "secret.txt"
-    secret.write_text("top secret\n")
+    secret = tmp_path / "outside.txt"
+    secret.write_text("TOP-SECRET-CONTENT\n")
     (lab.run_dir(run_id) / "leak.csv").symlink_to(secret)
     base = f"{server.url}{API}/results/{run_id}"
     for raw in (
@@ -357,7 +357,7 @@ def test_result_paths_never_leave_the_run_folder(
         response = client.send(request)
         # Refused by the same safe-path check as `bt results` (not merely an unknown route).
         assert_error(response, 400, "refusing")
-        assert b"secret" not in response.content
+        assert b"TOP-SECRET-CONTENT" not in response.content
     assert_error(client.get(f"{API}/results/{run_id}/no-such.csv"), 404)
     listed = {item["name"] for item in client.get(f"{API}/results/{run_id}").json()["files"]}
     assert "leak.csv" not in listed

@@ -69,9 +69,7 @@ def test_full_disk(bt: BtRunner, small_disk: Path) -> None:
     finally:
         os.close(descriptor)
     _assert_one_error_line(bt("--results-dir", str(results), "run", "ok.py"))
-    # SQLite cannot even open a WAL database for reading without room for its -shm file, so
-    # reading may fail too; it must fail the same clean way.
+    # Reads need no room: the registry is opened read-only (as it is when no -shm can be made).
     listing = bt("--results-dir", str(results), "list", "--json")
-    if listing.code != 0:
-        _assert_one_error_line(listing)
-        assert "disk" in listing.stderr
+    assert listing.code == 0 and listing.stderr == "", listing.stderr
+    assert listing.json()["total"] == 1

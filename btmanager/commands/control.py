@@ -17,7 +17,6 @@ from btmanager.commands._selection import (
     SweepOption,
     TagOption,
 )
-from btmanager.errors import UsageError
 from btmanager.registry.model import Status
 from btmanager.settings import DEFAULT_GRACE
 
@@ -48,8 +47,9 @@ def cancel(
     the grace period; the command returns once it has ended. One run named: exit 1 if it had
     already finished. With a selection (--sweep, ...): every queued and running run of it.
     """
-    if grace < 0:
-        raise UsageError("--grace must be 0 or more")
+    from btmanager.commands import _options
+
+    _options.check(("--grace", grace, _options.GRACE))
     svc = service(ctx)
     selection = svc.selection(sweep, label, tag, status, script)
     refs = list(run_ids or [])
@@ -87,8 +87,9 @@ def wait(
     Exit 1 if any failed or was cancelled, 124 if --timeout passed first. Runs are named, or
     selected (--sweep ID waits for all its runs).
     """
-    if timeout is not None and timeout < 0:
-        raise UsageError("--timeout must be 0 or more")
+    from btmanager.commands import _options
+
+    _options.check(("--timeout", timeout, _options.WAIT))
     svc = service(ctx)
     ids = svc.selected_ids(list(run_ids or []), svc.selection(sweep, label, tag, status, script))
     try:
@@ -117,8 +118,8 @@ def worker(
         int | None,
         typer.Option(
             metavar="N",
-            help="Set the parallel limit of the registry (as `bt parallel N`); default: "
-            "$BT_MAX_PARALLEL if set, else the stored limit.",
+            help="Set the parallel limit of the registry, 1 to 1024 (as `bt parallel N`); "
+            "default: $BT_MAX_PARALLEL if set, else the stored limit.",
         ),
     ] = None,
     idle_exit: Annotated[
@@ -137,6 +138,12 @@ def worker(
     Not needed for `bt run -d`, which starts a worker on demand; this one stays until stopped
     (SIGTERM/Ctrl-C cancel the runs it is executing) or, with --idle-exit, until idle.
     """
+    from btmanager.commands import _options
+
+    _options.check(
+        ("--max-parallel", max_parallel, _options.MAX_PARALLEL),
+        ("--idle-exit", idle_exit, _options.IDLE),
+    )
     from btmanager.execution.signals import stop_on_signals
 
     svc = service(ctx, spawn_workers=False)

@@ -36,19 +36,25 @@ def logs(
     ctx: typer.Context,
     run_id: RunRef,
     lines: Annotated[
-        int, typer.Option("--lines", "-n", metavar="N", help="How many last lines.")
+        int,
+        typer.Option("--lines", "-n", metavar="N", help="How many last lines (up to 10^9)."),
     ] = 100,
     follow: Annotated[
         bool, typer.Option("--follow", "-f", help="Keep printing new lines until the run ends.")
     ] = False,
     json_output: JsonOption = False,
 ) -> None:
-    """Print the last lines of a run's execution.log."""
+    """Print the last lines of a run's execution.log.
+
+    A line longer than 64 KiB is cut there and ends with "… [line truncated, N bytes]".
+    """
+    from btmanager.commands import _options
     from btmanager.render.common import write_lines
 
-    svc = service(ctx)
+    _options.check(("--lines", lines, _options.COUNT))
     if follow and json_output:
         raise UsageError("--follow and --json cannot be combined")
+    svc = service(ctx)
     if follow:
         try:
             write_lines(svc.follow(run_id, lines))
@@ -72,35 +78,47 @@ def results(
         typer.Argument(metavar="FILE", help="A file of the run folder to print (or save with -o)."),
     ] = None,
     output: Annotated[
-        Path | None,
-        typer.Option("--output", "-o", metavar="PATH", help="Write FILE here instead of stdout."),
+        str | None,  # as typed: Path() would drop the '/' of `-o out/`
+        typer.Option(
+            "--output",
+            "-o",
+            metavar="PATH",
+            help="Write FILE here instead of stdout (a new file, or a regular one with --force).",
+        ),
     ] = None,
+    force: Annotated[
+        bool, typer.Option("--force", help="Let --output replace an existing file.")
+    ] = False,
     json_output: JsonOption = False,
 ) -> None:
-    """List a run's result files, or download one of them."""
+    """List a run's result files, or download one of them.
+
+    Only files inside the run folder are listed and served: symlinks leading out of it,
+    hard-linked files and devices are left out (and refused when named).
+    """
+    if output is not None:
+        from btmanager.safe_files import check_destination
+
+        if file is None:
+            raise UsageError("--output needs a FILE to download")
+        check_destination(output, force=force, option="--output")
+    elif force:
+        raise UsageError("--force goes with --output")
     svc = service(ctx)
     if file is None:
-        if output is not None:
-            raise UsageError("--output needs a FILE to download")
         Output(json_output).files(svc.results(run_id).to_dict())
         return
-    source = svc.result_file(run_id, file)
-    if output is not None:
-        size = svc.copy_result(source, output)
-        document = {
-            "run_id": svc.status(run_id).run_id,
-            "file": file,
-            "output": str(output),
-            "size": size,
-        }
-        Output(json_output).message(f"Wrote {file} ({size} bytes) to {output}", True, document)
-        return
-    if json_output:
+    if output is None and json_output:
         raise UsageError("--json with FILE needs --output (file contents are not JSON)")
-    with open(source, "rb") as reader:
-        while chunk := reader.read(1024 * 1024):
-            sys.stdout.buffer.write(chunk)
-    sys.stdout.buffer.flush()
+    with svc.result_file(run_id, file) as source:
+        if output is None:
+            while chunk := source.read(1024 * 1024):
+                sys.stdout.buffer.write(chunk)
+            sys.stdout.buffer.flush()
+            return
+        size = svc.copy_result(source, Path(output), force)
+    document = {"run_id": svc.status(run_id).run_id, "file": file, "output": output, "size": size}
+    Output(json_output).message(f"Wrote {file} ({size} bytes) to {output}", True, document)
 
 
 @app.command("list")
@@ -108,7 +126,7 @@ def list_runs(
     ctx: typer.Context,
     status: StatusOption = None,
     limit: Annotated[
-        int, typer.Option(metavar="N", help="At most this many runs, newest first.")
+        int, typer.Option(metavar="N", help="At most this many runs (up to 10^9), newest first.")
     ] = 50,
     script: ScriptOption = None,
     sweep: SweepOption = None,
@@ -117,6 +135,9 @@ def list_runs(
     json_output: JsonOption = False,
 ) -> None:
     """List runs, newest first."""
+    from btmanager.commands import _options
+
+    _options.check(("--limit", limit, _options.COUNT))
     svc = service(ctx)
     selection = svc.selection(sweep, label, tag, status, script)
     total, runs = svc.list_runs(selection, limit)

@@ -11,7 +11,6 @@ import typer
 
 from btmanager import exitcodes
 from btmanager.app import JsonOption, app, service
-from btmanager.errors import UsageError
 from btmanager.registry.model import Run, Status
 from btmanager.render.common import emit_json, is_terminal, stdout_console
 from btmanager.settings import DEFAULT_GRACE
@@ -36,11 +35,6 @@ def exit_code_for(run: Run) -> int:
     return exitcodes.FAILED
 
 
-def _positive(name: str, value: float | None) -> None:
-    if value is not None and value <= 0:
-        raise UsageError(f"{name} must be a positive number of seconds")
-
-
 @app.command()
 def run(
     ctx: typer.Context,
@@ -56,7 +50,10 @@ def run(
     param: Annotated[
         list[str] | None,
         typer.Option(
-            "--param", "-p", metavar="KEY=VALUE", help="Passed as --KEY VALUE; repeat for more."
+            "--param",
+            "-p",
+            metavar="KEY=VALUE",
+            help="Passed as --KEY VALUE (--KEY=VALUE if VALUE starts with -); repeat for more.",
         ),
     ] = None,
     params_file: Annotated[
@@ -75,9 +72,7 @@ def run(
         int | None,
         typer.Option(
             metavar="N",
-            help="CPU priority (nice) of the script; default 10 when detached.",
-            min=-20,
-            max=19,
+            help="CPU priority (nice, -20 to 19) of the script; default 10 when detached.",
         ),
     ] = None,
     timeout: Annotated[
@@ -105,9 +100,14 @@ def run(
     its whole process tree. Exit 0 completed, 1 failed, 130 cancelled. With --detach the run is
     queued (at most $BT_MAX_PARALLEL at once) and only its id is printed.
     """
-    _positive("--timeout", timeout)
-    if grace < 0:
-        raise UsageError("--grace must be 0 or more")
+    from btmanager.commands import _options
+
+    _options.check(
+        ("--priority", priority, _options.PRIORITY),
+        ("--nice", nice, _options.NICE),
+        ("--timeout", timeout, _options.TIMEOUT),
+        ("--grace", grace, _options.GRACE),
+    )
     # Here, not at the top: every `bt` command imports this module to register `bt run`.
     from btmanager.lifecycle.create import RunRequest
     from btmanager.params import load_params_file, merge_params

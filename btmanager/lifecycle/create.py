@@ -8,7 +8,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from btmanager.command import build_argv, build_env, check_runnable, resolve_script
+from btmanager.command import (
+    RUN_ID_SAMPLE,
+    build_argv,
+    build_env,
+    check_request,
+    check_runnable,
+    resolve_script,
+)
 from btmanager.errors import StorageError
 from btmanager.lifecycle.state import RunStates
 from btmanager.logs import LOG_FILE
@@ -78,6 +85,17 @@ def create_run(
     immediately and count as active), watched by `watcher` (the foreground `bt`).
     """
     env = dict(os.environ if environ is None else environ)
+    # Refused now, before anything is recorded, what could only fail once started: NUL bytes,
+    # a command line too long for the OS.
+    check_request(
+        request.script,
+        request.params,
+        request.extra_args,
+        request.label,
+        request.cwd,
+        settings.run_dir(RUN_ID_SAMPLE),
+        env,
+    )
     script = resolve_script(request.script, request.cwd, env)
     check_runnable(script)
     run_id, output_dir = _make_run_folder(settings)

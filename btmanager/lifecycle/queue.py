@@ -19,15 +19,15 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from btmanager.errors import BtError
-from btmanager.lifecycle.settle import settle
-from btmanager.lifecycle.state import RunStates
-from btmanager.registry.db import Registry
+from btmanager.registry.db import NoRegistry, Registry
 from btmanager.registry.model import Status
 from btmanager.settings import Settings
 
+# Every command may call `ensure_worker`; only a worker needs the rest (start-up time).
 if TYPE_CHECKING:
     from btmanager.execution import Backend
     from btmanager.execution.base import SupervisorHandle
+    from btmanager.lifecycle.state import RunStates
 
 _IDLE_POLL = 0.5
 _BUSY_POLL = 0.2
@@ -77,7 +77,12 @@ class Worker:
     def _open(self) -> Registry | None:
         if self._registry is None:
             try:
-                self._registry = Registry(self.settings.db_path)
+                # Never create it: the runs this worker serves are recorded in it, so a missing
+                # registry was moved or deleted, and an empty new one would hide that.
+                self._registry = Registry(self.settings.db_path, create=False)
+            except NoRegistry:
+                self._report(f"the registry {self.settings.db_path} is missing (moved or deleted?)")
+                return None
             except BtError as exc:
                 self._report(str(exc))
                 return None
@@ -121,7 +126,14 @@ class Worker:
         finally:
             self._close()
 
+    def _states(self, registry: Registry) -> RunStates:
+        from btmanager.lifecycle.state import RunStates
+
+        return RunStates(registry)
+
     def _settle(self) -> None:
+        from btmanager.lifecycle.settle import settle
+
         registry = self._open()
         if registry is None:
             return
@@ -139,7 +151,7 @@ class Worker:
             if registry is None:
                 return
             try:
-                run = RunStates(registry).claim(self.identity)
+                run = self._states(registry).claim(self.identity)
             except BtError as exc:
                 self._report(str(exc))
                 return
@@ -162,8 +174,8 @@ class Worker:
         if registry is None:
             return
         try:
-            record = ExitRecord(None, RunStates(registry).clock.now_iso(), launch_error=str(exc))
-            RunStates(registry).end(run_id, record, None)
+            record = ExitRecord(None, self._states(registry).clock.now_iso(), launch_error=str(exc))
+            self._states(registry).end(run_id, record, None)
         except BtError as exc2:
             self._report(str(exc2))
 
@@ -205,7 +217,7 @@ class Worker:
             return self.drain
         try:
             if self.drain:
-                return not registry.has_claimable(RunStates(registry).limit())
+                return not registry.has_claimable(self._states(registry).limit())
             if self.idle_exit is None:
                 return False
             counts = registry.count_by_status()
@@ -222,7 +234,7 @@ class Worker:
         for run_id in list(self.children):
             if registry is not None:
                 try:
-                    RunStates(registry).request_cancel(run_id, f"cancelled: {reason}")
+                    self._states(registry).request_cancel(run_id, f"cancelled: {reason}")
                 except BtError as exc:
                     self._report(str(exc))
         self._signal_children("SIGTERM")

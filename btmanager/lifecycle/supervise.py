@@ -36,8 +36,14 @@ FOLDER_POLL = 1.0  # how often it checks that the run folder still exists
 SAMPLE_AFTER = 0.5  # memory is sampled only for runs that last (wait4 covers short ones)
 SAMPLE_EVERY = 0.5
 COUNT_EVERY = 0.5  # how often it counts the log's new lines (`bt logs` totals stay cached)
-RECORD_RETRY = 2.0  # how often a registry that refuses the end is tried again
-RECORD_PATIENCE = 60.0  # after that the exit record alone keeps the end for later commands
+RECORD_RETRY = 1.0  # how often a registry that refuses the end is tried again
+# How long a registry that refuses the end (full disk, lock held) is tried. The exit record
+# keeps the end for the next `bt` command, but a detached run's supervisor has nothing better to
+# do than record it itself as soon as it can; a foreground `bt` waits for its supervisor, so
+# that one gives up quickly and lets `bt` report.
+PATIENCE_WATCHED = 3.0
+PATIENCE_DETACHED = 60.0
+PATIENCE_WITHOUT_RECORD = 600.0  # only this process knows how the script ended
 
 WATCHER_GONE = "cancelled: bt was killed"
 
@@ -90,7 +96,9 @@ class Supervisor:
     def _states(self) -> RunStates | None:
         if self.registry is None:
             try:
-                self.registry = Registry(self.job.db_path)
+                # Never create it: a missing registry was moved or deleted, and a new empty one
+                # would not know this run (its exit record keeps the end instead).
+                self.registry = Registry(self.job.db_path, create=False)
             except BtError:
                 return None
         return RunStates(self.registry, self.clock)
@@ -270,7 +278,7 @@ class Supervisor:
         from btmanager.lifecycle.settle import metrics_for, report_for
 
         forget_environment(self.run_dir)
-        exitrecord.write(self.run_dir, record)
+        recorded = exitrecord.write(self.run_dir, record)
         run = self.run
         states = self._states()
         if states is not None:
@@ -280,7 +288,10 @@ class Supervisor:
                 pass
         report = report_for(run, record)
         metrics = metrics_for(run, report)
-        deadline = time.monotonic() + RECORD_PATIENCE
+        patience = PATIENCE_WATCHED if self.job.watched else PATIENCE_DETACHED
+        if not recorded and not self.job.watched:
+            patience = PATIENCE_WITHOUT_RECORD
+        deadline = time.monotonic() + patience
         while True:
             states = self._states()
             if states is not None:

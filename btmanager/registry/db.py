@@ -122,7 +122,10 @@ def connect(db_path: Path, create: bool = True, readonly: bool = False) -> sqlit
         if version < LATEST_VERSION:
             # WAL lets readers and one writer work at once; it is persistent, so set it once.
             db.execute("PRAGMA journal_mode = WAL")
-            migrate(db)
+            if migrate(db):
+                # Creating tables filled the write-ahead log: fold it into the database and
+                # give the space back (a small disk would otherwise be full of it).
+                db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         # NORMAL is durable in WAL mode except for the last commits on power loss, and avoids
         # an fsync per transaction (hundreds of them when a queue drains).
         db.execute("PRAGMA synchronous = NORMAL")
@@ -150,7 +153,24 @@ def _check_version(db: sqlite3.Connection, db_path: Path) -> int:
 
 
 def _open_readonly(db_path: Path) -> sqlite3.Connection:
-    uri = f"{db_path.absolute().as_uri()}?mode=ro"
+    try:
+        return _open_readonly_as(db_path, immutable=False)
+    except StorageError:
+        # A WAL database read-only needs its -shm file, and cannot create one on a full or
+        # read-only disk. With no write-ahead log (the last writer folded it in and removed
+        # it), there is nothing uncommitted to miss: read the file as it is.
+        wal = db_path.with_name(db_path.name + "-wal")
+        try:
+            empty_log = not wal.exists() or wal.stat().st_size == 0
+        except OSError:
+            empty_log = False
+        if not empty_log:
+            raise
+        return _open_readonly_as(db_path, immutable=True)
+
+
+def _open_readonly_as(db_path: Path, immutable: bool) -> sqlite3.Connection:
+    uri = f"{db_path.absolute().as_uri()}?mode=ro" + ("&immutable=1" if immutable else "")
     try:
         db = sqlite3.connect(uri, uri=True, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None)
     except sqlite3.Error as exc:

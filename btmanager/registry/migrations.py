@@ -204,4 +204,7 @@ def migrate(db: sqlite3.Connection, upto: int = LATEST_VERSION) -> list[str]:
             db.execute("ROLLBACK")
             raise
         done_now.append(migration.name)
+        # Fold each migration into the database before the next one, so the write-ahead log
+        # holds one migration's pages at most, not the whole schema's history.
+        db.execute("PRAGMA wal_checkpoint(PASSIVE)")
     return done_now

@@ -5,6 +5,10 @@ metadata.json, execution.log and any a rules file adds), then the totals across 
 message starts with the file it concerns and says where: file line numbers (header = line 1)
 or dates, the first few and a count. Nothing is printed; a missing folder is NotFoundError.
 
+Every file is opened once, through `safe_files.SafeFolder`: a name that leads out of the folder
+(a symlink to /etc/passwd, a hard link to a file elsewhere) is never read, only reported
+("trades.csv: refused: ..."), so a report cannot quote another file's lines.
+
 Small CSV files are read with the stdlib csv module only, so validating a small folder imports
 neither pandas nor pyarrow; big ones get a fast scan first (see readers.fast).
 """
@@ -12,11 +16,18 @@ neither pandas nor pyarrow; big ones get a fast scan first (see readers.fast).
 from __future__ import annotations
 
 import os
-import stat
 from collections.abc import Mapping
 from pathlib import Path
+from typing import BinaryIO
 
 from btmanager.errors import NotFoundError
+from btmanager.safe_files import (
+    MissingFileError,
+    NotRegularFileError,
+    SafeFolder,
+    UnreadableFileError,
+    UnsafeFileError,
+)
 from btmanager.validation.checks.cross_file import check_totals
 from btmanager.validation.checks.execution_log import check_log
 from btmanager.validation.checks.metadata import check_metadata
@@ -38,11 +49,14 @@ def validate_dir(
     *,
     fast_bytes: int | None = None,
     engine: str | None = None,
+    allow_symlinked_folder: bool = False,
 ) -> Report:
     """Validate a run folder. `params` are the run's -p params (for `capital`).
 
     `fast_bytes` (default: env BT_VALIDATE_FAST_BYTES, else 16 MiB) is the CSV size from
-    which a fast scan is tried; `engine` forces "arrow" or "pandas" for it.
+    which a fast scan is tried; `engine` forces "arrow" or "pandas" for it. A folder that is
+    itself a symlink is refused (UnsafeFileError) unless `allow_symlinked_folder`: a run's
+    folder may have been replaced by its script, a folder a user names is the one they chose.
     """
     if not path.exists():
         raise NotFoundError(f"Directory not found: {path}")
@@ -50,7 +64,9 @@ def validate_dir(
         raise NotFoundError(f"Not a directory: {path}")
     if fast_bytes is None:
         fast_bytes = _env_int(FAST_BYTES_ENV, DEFAULT_FAST_BYTES)
-    return _Validation(RunFolder(path, rules or Rules(), params or {}, fast_bytes, engine)).run()
+    run = RunFolder(path, rules or Rules(), params or {}, fast_bytes, engine)
+    with SafeFolder(path, allow_symlink=allow_symlinked_folder) as folder:
+        return _Validation(run, folder).run()
 
 
 def _env_int(name: str, default: int) -> int:
@@ -63,8 +79,9 @@ def _env_int(name: str, default: int) -> int:
 class _Validation:
     """One pass over a folder: each file in the rules' order, then the totals across files."""
 
-    def __init__(self, run: RunFolder) -> None:
+    def __init__(self, run: RunFolder, folder: SafeFolder) -> None:
         self.run_folder = run
+        self.folder = folder
         self.checks: dict[str, FileCheck] = {}
         # What the checks of the result files keep for the cross-file checks; None when the
         # file is missing or unusable (for trades.csv: when its totals do not cover every row).
@@ -75,12 +92,17 @@ class _Validation:
     def run(self) -> Report:
         for name, level in self.run_folder.rules.files.items():
             check = self.checks[name] = FileCheck(name)
-            if not _present(self.run_folder.path, check, level):
+            handle = _open(self.folder, check, level)
+            if handle is None:
                 continue
+            self.run_folder.opened[name] = handle
             try:
                 self._check(check)
             except OSError as exc:
                 check.error(f"cannot be read ({exc.strerror or exc})")
+            finally:
+                del self.run_folder.opened[name]
+                handle.close()
         if self.summary is not None:
             check_totals(self.checks[SUMMARY], self.summary, self.trades, self.pnl)
         checks = self.checks.values()
@@ -112,18 +134,28 @@ class _Validation:
             check_extra_file(run, check)
 
 
-def _present(folder: Path, check: FileCheck, level: Level) -> bool:
-    """Whether the file is there to be read; a missing one is reported as its level says."""
+def _open(folder: SafeFolder, check: FileCheck, level: Level) -> BinaryIO | None:
+    """The file, open for the checks; None when it cannot be read, reported as its level says
+    when missing or not a regular file, and always as an error when refused."""
     severity: Severity = "error" if level == "required" else "warning"
     try:
-        info = (folder / check.name).stat()
-    except OSError:
+        handle = folder.open(check.name)
+    except MissingFileError:
         if level != "optional":
             check.add(severity, f"{level} file is missing")
-        return False
-    check.exists = True
-    if not stat.S_ISREG(info.st_mode):
+        return None
+    except NotRegularFileError:
+        check.exists = True
         check.add(severity, "not a regular file")
-        return False
-    check.size = info.st_size
-    return True
+        return None
+    except UnsafeFileError as exc:
+        check.exists = True
+        check.error(f"refused: {exc.reason}")
+        return None
+    except UnreadableFileError as exc:
+        check.exists = True
+        check.error(f"cannot be read ({exc.reason})")
+        return None
+    check.exists = True
+    check.size = os.fstat(handle.fileno()).st_size
+    return handle

@@ -17,14 +17,19 @@ MAX_BYTES = 1 << 20  # a summary is a few dozen rows; a bigger file is not a sum
 def read_metrics(folder: Path) -> dict[str, float]:
     """{metric: value} for every row of summary.csv whose value is a finite number.
 
-    A missing, oversized or unreadable file gives no metrics (validation says why).
+    A missing, oversized or unreadable file gives no metrics (validation says why), and so
+    does one that leads out of the run folder (a symlink, a hard link): its numbers would be
+    another file's.
     """
-    path = folder / SUMMARY
+    from btmanager.errors import BtError
+    from btmanager.safe_files import open_in_folder
+
     try:
-        if path.is_symlink() or not path.is_file() or path.stat().st_size > MAX_BYTES:
-            return {}
-        raw = path.read_bytes()
-    except OSError:
+        with open_in_folder(folder, SUMMARY) as handle:
+            raw = handle.read(MAX_BYTES + 1)
+    except (BtError, OSError):
+        return {}
+    if len(raw) > MAX_BYTES:
         return {}
     text = raw.decode("utf-8-sig", errors="replace")
     rows = csv.reader(io.StringIO(text, newline=""))

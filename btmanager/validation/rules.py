@@ -60,13 +60,13 @@ calendar) is a RulesError naming the file and the problem.
 from __future__ import annotations
 
 import math
-import tomllib
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path, PurePosixPath
 from typing import Any, Literal, cast
 
 from btmanager.errors import RulesError
+from btmanager.inputs import Wording
 from btmanager.validation import calendars
 
 Level = Literal["required", "recommended", "optional"]
@@ -192,19 +192,26 @@ def load_rules(path: Path | None, cwd: Path) -> Rules | None:
             raise RulesError(f"Rules file not found: {shown}")
     if resolved.is_dir():
         raise RulesError(f"Rules file {shown}: is a directory")
-    try:
-        text = resolved.read_bytes().decode("utf-8-sig")
-    except OSError as exc:
-        raise RulesError(f"Rules file {shown}: cannot be read ({exc.strerror or exc})") from exc
-    except UnicodeDecodeError as exc:
-        raise RulesError(f"Rules file {shown}: not UTF-8 text") from exc
-    try:
-        data = tomllib.loads(text)
-    except tomllib.TOMLDecodeError as exc:
-        raise RulesError(f"Rules file {shown}: invalid TOML: {exc}") from exc
+    from btmanager.inputs import load_document
+
+    # Size and nesting limits: a rules file may be anything (/dev/zero, 100 000 nested arrays).
+    data = load_document(
+        resolved, "Rules file", toml=True, error=RulesError, shown=shown, wording=_WORDING
+    )
     if "source" in data:
         raise RulesError(_problem(shown, f"unknown key 'source' (allowed: {', '.join(_TOP_KEYS)})"))
     return replace(_parse(data, shown), source=str(resolved.resolve()))
+
+
+_WORDING = Wording(
+    not_found="{what} not found: {path}",
+    unreadable="{what} {path}: cannot be read ({detail})",
+    too_large="{what} {path}: too large (more than {limit} bytes)",
+    not_utf8="{what} {path}: not UTF-8 text",
+    invalid_toml="{what} {path}: invalid TOML: {detail}",
+    too_deep="{what} {path}: nested too deeply (at most {depth} levels)",
+    not_table="{what} {path}: not a table",
+)
 
 
 def _problem(source: str | None, text: str) -> str:
@@ -307,7 +314,7 @@ def _level_table(
 
 def _check_file_name(name: str, where: str, fail: Fail) -> None:
     path = PurePosixPath(name)
-    if "\\" in name or path.is_absolute() or ".." in path.parts:
+    if "\\" in name or "\x00" in name or path.is_absolute() or ".." in path.parts:
         raise fail(f"{where}: {name!r} must be a relative path inside the run folder")
 
 

@@ -9,10 +9,10 @@ pattern: a match split across two chunks is found once, with its line number.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from pathlib import Path
 
 from btmanager.validation.checks.run_folder import RunFolder
 from btmanager.validation.findings import Positions, plural
+from btmanager.validation.readers.source import Source, reading
 from btmanager.validation.report import FileCheck
 
 LOG_CHUNK = 8 << 20
@@ -34,12 +34,12 @@ def check_log(run: RunFolder, check: FileCheck) -> None:
         check.warn(f"{plural(fatal.count, 'CRITICAL/FATAL line')} {fatal.lines()}")
 
 
-def scan_log(path: Path, chunk_size: int = LOG_CHUNK) -> tuple[Positions, Positions]:
+def scan_log(source: Source, chunk_size: int = LOG_CHUNK) -> tuple[Positions, Positions]:
     """Lines with a Python traceback, and lines with a CRITICAL/FATAL level (or CPython's
     fatal error), found by scanning the file in binary chunks that overlap."""
     tracebacks, fatal = Positions(), Positions()
     last_line = {tracebacks: 0, fatal: 0}  # one count per line and kind
-    with path.open("rb") as f:
+    with reading(source) as f:
         buffer = b""
         base_line = 1  # line number of buffer[0]
         start = 0  # matches starting before this were counted with the previous chunk

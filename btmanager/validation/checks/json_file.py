@@ -11,6 +11,7 @@ from typing import Any
 
 from btmanager.validation.checks.run_folder import RunFolder
 from btmanager.validation.findings import plural
+from btmanager.validation.readers.source import reading
 from btmanager.validation.report import FileCheck
 from btmanager.validation.rules import Severity
 
@@ -26,8 +27,13 @@ def read_json(run: RunFolder, check: FileCheck, severity: Severity) -> Any:
     if size > MAX_BYTES:
         check.add(severity, f"too large to check ({plural(size, 'byte')})")
         return None
+    with reading(run.file(check)) as handle:
+        raw = handle.read(MAX_BYTES + 1)  # bounded: the file may have grown since its stat
+    if len(raw) > MAX_BYTES:
+        check.add(severity, f"too large to check (more than {plural(MAX_BYTES, 'byte')})")
+        return None
     try:
-        text = run.file(check).read_bytes().decode("utf-8-sig")
+        text = raw.decode("utf-8-sig")
     except UnicodeDecodeError:
         check.add(severity, "not UTF-8 text")
         return None

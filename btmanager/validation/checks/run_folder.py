@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, BinaryIO
 
 if TYPE_CHECKING:
     from btmanager.validation.report import FileCheck
@@ -18,7 +18,7 @@ class RunFolder:
     dataclass would cost about a millisecond at every `bt run` start-up to build.
     """
 
-    __slots__ = ("engine", "fast_bytes", "params", "path", "rules")
+    __slots__ = ("engine", "fast_bytes", "opened", "params", "path", "rules")
 
     def __init__(
         self,
@@ -33,6 +33,9 @@ class RunFolder:
         self.params = params  # the run's -p params: `capital` can feed the drawdown rule
         self.fast_bytes = fast_bytes  # CSV files this big or bigger get a fast scan first
         self.engine = engine  # "arrow" or "pandas" forces the fast scanner; None picks one
+        # The files found present, each opened once through the folder's SafeFolder (so never
+        # one outside the folder); readers rewind the handle for each pass.
+        self.opened: dict[str, BinaryIO] = {}
 
-    def file(self, check: FileCheck) -> Path:
-        return self.path / check.name
+    def file(self, check: FileCheck) -> BinaryIO:
+        return self.opened[check.name]

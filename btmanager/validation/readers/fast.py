@@ -19,10 +19,10 @@ import os
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime
-from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, BinaryIO, Literal, cast
 
 from btmanager.validation.findings import SHOWN, Positions
+from btmanager.validation.readers.source import Source, reading
 from btmanager.validation.readers.stdlib import NULL_TOKENS
 
 if TYPE_CHECKING:
@@ -57,14 +57,14 @@ def mark(positions: Positions, start: int, mask: Any) -> None:
         positions.add_indices(start, hits[:SHOWN].tolist(), int(hits.size))
 
 
-def one_line_records(path: Path, expected_lines: int, block_size: int = 8 << 20) -> bool:
+def one_line_records(source: Source, expected_lines: int, block_size: int = 8 << 20) -> bool:
     """Whether the file has exactly `expected_lines` lines (header lines + data rows) and no
     quotes: then no record spans lines and no line is blank, so data row i is on line
     header_line + 1 + i. A separate pass (counting is ~10 GB/s), made only when a finding
     needs line numbers, so the scan of the usual clean file does not pay for it."""
     newlines = carriage_returns = crlf = 0
     last = b""
-    with path.open("rb") as f:
+    with reading(source) as f:
         while block := f.read(block_size):
             if b'"' in block:
                 return False
@@ -87,9 +87,10 @@ class _CheckedRaw(io.RawIOBase):
     exception raised inside read(); a problem ends the stream early instead.
     """
 
-    def __init__(self, raw: io.BufferedIOBase, fields_per_line: int | None) -> None:
+    def __init__(self, raw: BinaryIO, fields_per_line: int | None) -> None:
         super().__init__()
-        self._raw = raw
+        # A file opened in binary mode is a BufferedReader, whose readinto spares a copy.
+        self._raw = cast(io.BufferedIOBase, raw)
         self._utf8 = codecs.getincrementaldecoder("utf-8")()
         self._fields = fields_per_line  # check every line has this many (quote-free files)
         self._carry = b""
@@ -171,7 +172,7 @@ def default_engine() -> str:
 
 
 def scan_columns(
-    path: Path,
+    source: Source,
     names: Mapping[str, str],
     kinds: Mapping[str, Kind],
     field_count: int,
@@ -183,7 +184,8 @@ def scan_columns(
     `names` maps each trimmed column name to the header text as written. Raises GiveUp.
     """
     engine = engine or default_engine()
-    with path.open("rb") as raw:
+    # Closing the wrappers below never closes `raw` (_CheckedRaw does not pass close on).
+    with reading(source) as raw:
         checked = _CheckedRaw(raw, field_count if engine == "pandas" else None)
         stream = io.BufferedReader(checked, buffer_size=ARROW_BLOCK)
         chunks = _arrow_chunks if engine == "arrow" else _pandas_chunks

@@ -20,9 +20,9 @@ import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from pathlib import Path
 
 from btmanager.validation.findings import SHOWN, Positions
+from btmanager.validation.readers.source import Source, reading
 
 # Cell texts read as "no value" (after trimming spaces), as pandas writes and reads them.
 NULL_TOKENS = ("", "NA", "N/A", "n/a", "NaN", "nan", "-nan", "null", "NULL", "None", "#N/A", "<NA>")
@@ -96,8 +96,8 @@ class Ragged:
 class CsvReader:
     """Reads one CSV file record by record; problems with the text itself are collected."""
 
-    def __init__(self, path: Path) -> None:
-        self.path = path
+    def __init__(self, source: Source) -> None:
+        self.source = source
         self.raw_header: list[str] | None = None  # as written (decoded), for other readers
         self.header: list[str] | None = None  # trimmed names
         self.header_line = 0  # the line the header ends on
@@ -112,10 +112,8 @@ class CsvReader:
 
         Call once per reader: the counts and findings accumulate.
         """
-        with (
-            self.path.open("rb") as raw,
-            io.TextIOWrapper(raw, encoding="utf-8-sig", errors="surrogateescape", newline="") as f,
-        ):
+        with reading(self.source) as raw:
+            f = io.TextIOWrapper(raw, encoding="utf-8-sig", errors="surrogateescape", newline="")
             reader = csv.reader(self._lines(f))
             consumed = 0
             try:
@@ -137,6 +135,8 @@ class CsvReader:
                     yield start, fields
             except csv.Error as exc:
                 self.parse_error = f"{exc} (line {reader.line_num})"
+            finally:
+                f.detach()  # the handle is the caller's: another pass may read it again
 
     def read_header(self) -> None:
         """Read only as far as the header."""

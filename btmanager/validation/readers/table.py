@@ -11,7 +11,6 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Protocol, TypeVar
 
 from btmanager.validation.findings import Positions
@@ -22,6 +21,7 @@ from btmanager.validation.readers.fast import (
     one_line_records,
     scan_columns,
 )
+from btmanager.validation.readers.source import Source
 from btmanager.validation.readers.stdlib import CsvReader, Ragged
 
 
@@ -59,14 +59,14 @@ class TableScan:
 
 
 def scan_table(
-    path: Path, make_check: Callable[[list[str]], C], fast: bool, engine: str | None = None
+    source: Source, make_check: Callable[[list[str]], C], fast: bool, engine: str | None = None
 ) -> tuple[TableScan, C | None]:
     """Read a CSV file once, feeding a check; fast scan first when `fast` and it can vouch."""
     if fast:
-        done = _try_fast(path, make_check, engine)
+        done = _try_fast(source, make_check, engine)
         if done is not None:
             return done
-    reader = CsvReader(path)
+    reader = CsvReader(source)
     check: C | None = None
     for line, fields in reader.records():
         if check is None:
@@ -88,9 +88,9 @@ def scan_table(
 
 
 def _try_fast(
-    path: Path, make_check: Callable[[list[str]], C], engine: str | None
+    source: Source, make_check: Callable[[list[str]], C], engine: str | None
 ) -> tuple[TableScan, C] | None:
-    head = CsvReader(path)
+    head = CsvReader(source)
     head.read_header()
     if head.header is None or head.raw_header is None or head.binary or head.non_utf8:
         return None
@@ -101,11 +101,11 @@ def _try_fast(
         return None
     names = {name: head.raw_header[head.header.index(name)] for name in check.kinds}
     try:
-        result = scan_columns(path, names, check.kinds, len(head.header), check.add_chunk, engine)
+        result = scan_columns(source, names, check.kinds, len(head.header), check.add_chunk, engine)
     except GiveUp:
         return None
     lines = head.header_line + result.rows
-    if check.needs_lines() and (result.quotes or not one_line_records(path, lines)):
+    if check.needs_lines() and (result.quotes or not one_line_records(source, lines)):
         return None  # row indices cannot be turned into line numbers
     check.finish_fast(head.header_line + 1)
     return TableScan(head.header, head.header_line, result.rows, fast=True), check
