@@ -286,8 +286,9 @@ def test_bad_input_is_400_and_unknown_things_404(client: httpx.Client, lab: Queu
     assert_error(client.get(f"{API}/list", params={"status": "finished"}), 400, "status")
     assert_error(client.get(f"{API}/list", params={"offset": -1}), 400)
     assert_error(client.get(f"{API}/list", params={"limit": "ten"}), 400)
-    stream = client.get(f"{API}/logs/latest/stream", headers={"Last-Event-ID": "abc"})
-    assert_error(stream, 400, "Last-Event-ID")
+    for bad in ("abc", "-1", "1.5", "9" * 40):
+        stream = client.get(f"{API}/logs/latest/stream", headers={"Last-Event-ID": bad})
+        assert_error(stream, 400, "Last-Event-ID")
     assert client.get(f"{API}/list").json()["total"] == before  # nothing was recorded
 
 

@@ -190,7 +190,7 @@ def test_equity_curve_and_sweep_table_from_their_endpoints(
     served: tuple[QueueLab, Server], browser: Any, tmp_path: Path
 ) -> None:
     """The plot and compare endpoints come with `bt plot`/`bt compare`: answered here by the
-    browser's network layer in their contract shapes, to check what the page makes of them."""
+    browser's network layer in their JSON shapes, to check what the page makes of them."""
     _lab, server = served
     with server.client() as client:
         run_ids = []

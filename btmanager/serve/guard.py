@@ -79,7 +79,12 @@ class Guard:
                 extra = list(COMMON_HEADERS)
                 if is_api:
                     extra.append((b"cache-control", b"no-store"))
-                message["headers"] = [*message.get("headers", []), *extra]
+                present = {name.lower() for name, _value in message.get("headers", [])}
+                # A route's own (stricter) policy or caching wins; these are the defaults.
+                message["headers"] = [
+                    *message.get("headers", []),
+                    *((name, value) for name, value in extra if name not in present),
+                ]
             await send(message)
 
         host = headers.get("host", "")
@@ -97,7 +102,7 @@ class Guard:
             return
         length = headers.get("content-length")
         if length is not None:
-            if not length.isdigit():
+            if not (length.isascii() and length.isdigit()):
                 await _refuse(send_with_headers, 400, "bad Content-Length")
                 return
             if int(length) > self.max_body:

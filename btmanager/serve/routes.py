@@ -1,7 +1,8 @@
 """The endpoints: each parses its request, calls the Service the CLI uses, returns its data.
 
-Shapes are those of the CLI's `--json` output. A Service is made per request (it opens its own
-registry connections, which must stay in one thread) and closed after it.
+Shapes are those of the CLI's `--json` output. Sync routes run on the server's thread pool;
+each thread keeps a Service of its own (its registry connections must stay in one thread; see
+`state.Services`).
 """
 
 from __future__ import annotations
@@ -189,7 +190,7 @@ def list_runs(
     tag: Annotated[list[str] | None, Query()] = None,
 ) -> Response:
     with service(request) as svc:
-        # An empty filter (`?status=`) is no filter, as the guide's query templates have it.
+        # An empty filter (`?status=`, as forms and query templates send it) is no filter.
         selection = svc.selection(sweep or None, label, tag, status or None, script or None)
         total, runs = svc.list_runs(selection, limit, offset)
         return BtJSONResponse({"total": total, "runs": [run.to_status_dict() for run in runs]})
@@ -234,10 +235,11 @@ def log_stream(
     lines: Annotated[int | None, Query(ge=0, le=MAX_LOG_LINES)] = None,
 ) -> Response:
     after: int | None = None
-    if last_event_id is not None and last_event_id.strip():
-        if not last_event_id.strip().isdigit():
+    given = (last_event_id or "").strip()
+    if given:
+        if not (given.isascii() and given.isdigit() and len(given) <= 18):
             raise UsageError("Last-Event-ID must be a line number")
-        after = int(last_event_id.strip())
+        after = int(given)
     state = state_of(request)
     with service(request) as svc:
         run = svc.status(run_id)
@@ -335,7 +337,7 @@ PUBLIC_HEALTH = ("status", "timestamp", "active_runs", "queued_runs")
 def health(request: Request) -> Response:
     data = state_of(request).health()
     if not request.state.authorized:
-        # Without the token: the guide's four keys, no paths of this machine.
+        # Without the token: status and counts only, no paths of this machine.
         data = {key: data[key] for key in PUBLIC_HEALTH}
     return BtJSONResponse(data, status_code=200 if data["status"] == "healthy" else 503)
 
