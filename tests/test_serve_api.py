@@ -560,11 +560,21 @@ def test_open_log_streams_are_bounded(tmp_path: Path) -> None:
                 assert third.headers["retry-after"] == "5"
                 # The other endpoints do not wait for stream threads.
                 assert client.get(f"{API}/status/{run_id}").json()["status"] == "running"
-            # Closed by the client: their slots come back.
-            with client.stream("GET", url) as again:
-                assert again.status_code == 200
+
+            # Closed by the client: their slots come back once the server has seen them go.
+            def reopen() -> httpx.Response | None:
+                response = client.send(client.build_request("GET", url), stream=True)
+                if response.status_code == 200:
+                    return response
+                response.close()
+                return None
+
+            again: httpx.Response = wait_for(reopen, timeout=30, interval=0.1)
+            try:
                 gate.touch()
                 assert [event["event"] for event in events(again)][-1] == "end"
+            finally:
+                again.close()
 
 
 def test_token_is_made_once_owner_only_and_kept_out_of_runs(tmp_path: Path) -> None:
