@@ -1032,3 +1032,8 @@ GOALS: dict[str, Callable[[Context], list[Row]]] = {
     "12": goal_12,
     "13": goal_13,
 }
+
+# Goal 14 (`bt serve`) lives in its own module; it needs the names above, hence the late import.
+from serve_bench import goal_14  # noqa: E402
+
+GOALS["14"] = goal_14

@@ -27,6 +27,7 @@ from btmanager.commands import sweep  # noqa: F401 # isort: skip
 from btmanager.commands import compare  # noqa: F401 # isort: skip
 from btmanager.commands import plot  # noqa: F401 # isort: skip
 from btmanager.commands import keeping  # noqa: F401 # isort: skip
+from btmanager.commands import serve  # noqa: F401 # isort: skip
 from btmanager.errors import BtError
 
 # Typer bundles its own Click; its exception base class is reachable from a public exception

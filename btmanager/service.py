@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO
@@ -49,6 +49,12 @@ class LogTail:
 
     def to_dict(self) -> dict[str, Any]:
         return {"run_id": self.run_id, "lines": self.lines, "total_lines": self.total_lines}
+
+
+@dataclass(frozen=True)
+class LogLine:
+    number: int  # the first line of a log is 1
+    text: str
 
 
 @dataclass
@@ -285,14 +291,18 @@ class Service:
         resolved = os.path.normpath(Path(script).expanduser().absolute()) if script else None
         return Selection(sweep_id, label, tuple(tags or ()), status, script, resolved)
 
-    def list_runs(self, selection: Selection, limit: int | None) -> tuple[int, list[Run]]:
+    def list_runs(
+        self, selection: Selection, limit: int | None, offset: int = 0
+    ) -> tuple[int, list[Run]]:
         if limit is not None and limit < 0:
             raise UsageError("--limit must be 0 or more")
+        if offset < 0:
+            raise UsageError("offset must be 0 or more")
         try:
             registry = self.registry
         except NoRegistry:
             return 0, []
-        return registry.select(selection, limit)
+        return registry.select(selection, limit, offset)
 
     def selected_ids(self, refs: Sequence[str], selection: Selection) -> list[str]:
         """The runs named (ids, prefixes, latest) plus those the selection matches, in order,
@@ -518,6 +528,68 @@ class Service:
                 time.sleep(_WAIT_POLL)
             if splitter.pending:
                 yield splitter.finish()
+
+    def follow_numbered(
+        self, ref: str, after: int | None = None, last: int | None = None
+    ) -> Generator[LogLine | None, None, None]:
+        """The log's lines with their numbers (the first line is 1), then new lines as they
+        are written, until the run is final.
+
+        Starts after line `after` (resuming a stream), else with the last `last` lines, else
+        at the first line. Yields None each time it has caught up and waits for more, so a
+        consumer can stop (close the generator) or flush there. Memory stays bounded whatever
+        the log's size: the start is found by counting line breaks, lines are read forwards
+        from there and each is cut as `follow` cuts it.
+        """
+        from btmanager.logs import (
+            LineSplitter,
+            LogReader,
+            count_lines,
+            open_log,
+            read_mark,
+            tail_start,
+        )
+
+        run = self._find(ref)
+        registry = self.registry
+        folder = Path(run.output_dir)
+        handle = open_log(folder)
+        while handle is None and registry.get(run.run_id).status in (QUEUED, RUNNING):
+            yield None
+            time.sleep(_WAIT_POLL)
+            handle = open_log(folder)
+        if handle is None:
+            return
+        with handle:
+            try:
+                counted = count_lines(handle, read_mark(folder))
+            except OSError as exc:
+                raise NotFoundError(f"Cannot read {run.output_dir}/execution.log: {exc}") from None
+            if after is not None:
+                first = after + 1
+            elif last is not None:  # counting an unfinished last line, as `logs` does
+                first = max(1, counted.lines - max(last, 0) + 1)
+            else:
+                first = 1
+            # Read from the start of line `first` (or of the unfinished last line): every line
+            # from there is complete or still being written, so none is lost, repeated or cut.
+            number = min(first, counted.newlines + 1)
+            start = tail_start(handle, counted.lines - number + 1, counted.offset)
+            follower = LogReader(None, start, handle=handle)
+            splitter = LineSplitter()
+            while True:
+                finished = registry.get(run.run_id).status in FINAL_STATUSES
+                for chunk in follower.read_new():
+                    for text in splitter.feed(chunk):
+                        if number >= first:
+                            yield LogLine(number, text)
+                        number += 1
+                if finished:
+                    break
+                yield None
+                time.sleep(_WAIT_POLL)
+            if splitter.pending and number >= first:
+                yield LogLine(number, splitter.finish())
 
     def results(self, ref: str) -> Listing:
         from btmanager.results import list_files

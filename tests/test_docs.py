@@ -19,7 +19,7 @@ def test_cli_reference_is_current() -> None:
 def test_reference_covers_every_command() -> None:
     text = generate()
     for command in ("run", "status", "logs", "validate", "results", "list", "cancel", "wait",
-                    "worker", "health"):  # fmt: skip
+                    "worker", "health", "serve"):  # fmt: skip
         assert f"## bt {command}\n" in text
 
 
