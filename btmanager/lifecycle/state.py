@@ -205,26 +205,33 @@ class RunStates:
                     dropped.append(run_id)
         return dropped
 
-    def supervised(self, run_id: str, supervisor: ProcessIdentity) -> Run:
-        """The run's supervisor process has started (it records itself before the script)."""
+    def supervised(
+        self, run_id: str, supervisor: ProcessIdentity, executor: str | None = None
+    ) -> Run:
+        """The run's supervisor process has started (it records itself before the script).
+
+        `executor`: where the script runs ("dask"; None for this machine, as before)."""
+        values: dict[str, Any] = {
+            "supervisor_pid": supervisor.pid,
+            "supervisor_create_time": supervisor.create_time,
+        }
+        if executor is not None:
+            values["executor"] = executor
         with self.registry.write() as db:
-            self.registry.update_in(
-                db,
-                run_id,
-                {
-                    "supervisor_pid": supervisor.pid,
-                    "supervisor_create_time": supervisor.create_time,
-                },
-                (Status.RUNNING,),
-            )
+            self.registry.update_in(db, run_id, values, (Status.RUNNING,))
         return self.registry.get(run_id)
 
-    def script_started(self, run_id: str, script: ProcessIdentity) -> Run:
+    def script_started(self, run_id: str, script: ProcessIdentity, host: str | None = None) -> Run:
+        """The script runs, on `host` (default: this machine)."""
+        if host is None:
+            import socket
+
+            host = socket.gethostname()
         with self.registry.write() as db:
             self.registry.update_in(
                 db,
                 run_id,
-                {"pid": script.pid, "pid_create_time": script.create_time},
+                {"pid": script.pid, "pid_create_time": script.create_time, "host": host},
                 (Status.RUNNING,),
             )
         return self._recorded(run_id)
