@@ -24,6 +24,7 @@ from btmanager.timeutil import SYSTEM_CLOCK, Clock, now_iso
 if TYPE_CHECKING:
     from btmanager.execution import Backend
     from btmanager.lifecycle.create import RunRequest
+    from btmanager.lifecycle.dask_worker import DaskWorker
     from btmanager.lifecycle.queue import Worker
     from btmanager.lifecycle.state import RunStates
     from btmanager.lifecycle.watch import RunObserver, StopRequest
@@ -320,6 +321,7 @@ class Service:
             problems.append(f"the results folder {root} cannot be read")
         counts = dict.fromkeys(STATUSES, 0)
         limit: int | None = None
+        dask = None
         if not problems:
             try:
                 registry = self.registry
@@ -328,6 +330,9 @@ class Service:
                     problems.append(f"the registry {self.settings.db_path} is corrupt: {verdict}")
                 counts = registry.count_by_status()
                 limit = self.parallel()
+                from btmanager.lifecycle.serving import serving
+
+                dask = serving(registry)
             except NoRegistry:
                 limit = self.parallel()
             except BtError as exc:
@@ -344,6 +349,8 @@ class Service:
             "results_dir": str(root),
             "max_parallel": limit,
         }
+        if dask is not None:
+            data["dask"] = dask.health()
         if problems:
             data["reason"] = "; ".join(problems)
         if notes:
@@ -376,8 +383,12 @@ class Service:
         current = states.request_cancel(run_id, "cancelled by user", grace)
         if current is None:
             return False
+        from btmanager.lifecycle.serving import DASK_EXECUTOR
+
         supervisor = current.supervisor_identity
-        if supervisor is not None:
+        # A Dask run's supervisor is the `bt worker --dask` serving many runs: it reads the
+        # request from the registry (a signal would stop it).
+        if supervisor is not None and current.executor != DASK_EXECUTOR:
             self.backend.signal(supervisor, "SIGTERM")
         return True
 
@@ -555,6 +566,25 @@ class Service:
         self._writable_registry()  # migrate and settle before the loop starts
         self.close()  # the worker forks: it opens its own connection
         return Worker(self.settings, self.backend, idle_exit, drain, on_event)
+
+    def dask_worker(
+        self,
+        address: str,
+        max_parallel: int | None,
+        idle_exit: float | None,
+        on_event: Callable[[str], None] | None = None,
+    ) -> DaskWorker:
+        """`bt worker --dask ADDRESS`: the queue executed on a Dask cluster."""
+        from btmanager.lifecycle.dask_worker import DaskWorker, parse_address
+
+        parse_address(address)  # a bad address is refused before anything changes
+        if max_parallel is not None:
+            self.parallel(max_parallel)
+        else:
+            self._store_env_limit()
+        self._writable_registry()  # migrate and settle before the loop starts
+        self.close()
+        return DaskWorker(self.settings, address, self.backend, idle_exit, on_event)
 
 
 MAX_LIMIT = 1024

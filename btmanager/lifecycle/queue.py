@@ -36,13 +36,21 @@ _REGISTRY_RETRY = 2.0
 
 
 def ensure_worker(settings: Settings, registry: Registry, limit: int) -> bool:
-    """Spawn a drain worker if a queued run could start now. Returns whether one was spawned."""
-    if registry.has_claimable(limit):
+    """Spawn a drain worker if a queued run could start now. Returns whether one was spawned.
+
+    Never while a `bt worker --dask` serves the registry: the queue is the cluster's."""
+    if registry.has_claimable(limit) and not _dask_serves(registry):
         from btmanager.execution.spawn import spawn_worker
 
         spawn_worker(settings)
         return True
     return False
+
+
+def _dask_serves(registry: Registry) -> bool:
+    from btmanager.lifecycle.serving import serving
+
+    return serving(registry) is not None
 
 
 class Worker:
@@ -146,6 +154,8 @@ class Worker:
             if registry is None:
                 return
             try:
+                if _dask_serves(registry):
+                    return  # the queue is the cluster's while a `bt worker --dask` serves it
                 run = self._states(registry).claim(self.identity)
             except BtError as exc:
                 self._report(str(exc))
@@ -212,7 +222,8 @@ class Worker:
             return self.drain
         try:
             if self.drain:
-                return not registry.has_claimable(self._states(registry).limit())
+                limit = self._states(registry).limit()
+                return _dask_serves(registry) or not registry.has_claimable(limit)
             if self.idle_exit is None:
                 return False
             counts = registry.count_by_status()
