@@ -162,3 +162,62 @@ def test_killed_bt_worker_dask_ends_its_runs_as_executor_lost(dlab: DaskLab) -> 
     assert status["status"] == "failed"
     assert status["error_message"].startswith("executor lost")
     assert not pid_alive(pids["root"])
+
+
+@pytest.fixture
+def scheduler(dlab: DaskLab) -> Iterator[str]:
+    """A Dask cluster of the test's own (as `dask scheduler` + `dask worker` would be), with
+    Dask's default `allowed-failures` (3); its scheduler's address."""
+    from distributed import LocalCluster
+
+    cluster = LocalCluster(  # type: ignore[no-untyped-call]
+        n_workers=2,
+        threads_per_worker=1,
+        processes=True,
+        dashboard_address=None,
+        local_directory=str(dlab.scratch),
+    )
+    try:
+        yield str(cluster.scheduler_address)
+    finally:
+        cluster.close()  # type: ignore[no-untyped-call]
+
+
+def test_external_scheduler_retry_is_refused(dlab: DaskLab, scheduler: str) -> None:
+    """When the worker running a run dies, such a scheduler may start its task again
+    elsewhere; `bt` refuses that start."""
+    lab = dlab.lab
+    dlab.start(scheduler)
+    piddir = lab.piddir("tree")
+    run_id = lab.submit("tree.py", "-p", f"piddir={piddir}", "--grace", "1")
+    pids = tree_pids(piddir, timeout=120)
+    dask_worker_of(pids["root"]).send_signal(signal.SIGKILL)
+    code, (run,) = lab.wait(run_id, timeout=120)
+    assert code == 1 and run["status"] == "failed"
+    assert "dask worker lost" in run["error_message"]
+    assert_tree_gone(pids, timeout=30)
+    after = lab.job("after")
+    code, (done,) = lab.wait(after, timeout=120)
+    assert code == 0 and done["status"] == "completed"
+    # Never started a second time: the tree's pid files are those of its one start.
+    assert {role: int((piddir / role).read_text()) for role in pids} == pids
+    dlab.stop()
+
+
+def test_external_scheduler_ends_the_runs_of_a_killed_bt_worker(
+    dlab: DaskLab, scheduler: str
+) -> None:
+    """The cluster outlives `bt worker --dask`: the scheduler releases its tasks, and their
+    remote side ends the trees."""
+    lab = dlab.lab
+    dlab.start(scheduler)
+    piddir = lab.piddir("tree")
+    run_id = lab.submit("tree.py", "-p", f"piddir={piddir}", "--grace", "1")
+    pids = tree_pids(piddir, timeout=120)
+    assert dlab.worker is not None
+    os.kill(dlab.worker.pid, signal.SIGKILL)
+    dlab.worker.wait(30)
+    assert_tree_gone(pids, timeout=60)
+    status = lab.status(run_id)
+    assert status["status"] == "failed"
+    assert status["error_message"].startswith("executor lost")
