@@ -575,9 +575,14 @@ class Service:
         on_event: Callable[[str], None] | None = None,
     ) -> DaskWorker:
         """`bt worker --dask ADDRESS`: the queue executed on a Dask cluster."""
-        from btmanager.lifecycle.dask_worker import DaskWorker, parse_address
+        import importlib.util
 
-        parse_address(address)  # a bad address is refused before anything changes
+        from btmanager.lifecycle.dask_worker import EXTRA_MISSING, DaskWorker, parse_address
+
+        # A bad address or a missing extra is refused before anything changes.
+        parse_address(address)
+        if importlib.util.find_spec("distributed") is None:
+            raise UsageError(EXTRA_MISSING)
         if max_parallel is not None:
             self.parallel(max_parallel)
         else:

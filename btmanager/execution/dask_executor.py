@@ -29,6 +29,7 @@ import shutil
 import socket
 import tarfile
 import tempfile
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -298,8 +299,15 @@ def execute(job: RemoteJob) -> dict[str, Any]:
     """The Dask task of one run: its result for `bt worker --dask` (see the module docstring)."""
     scheduler = _Scheduler()
     first = scheduler.take(job.control)
-    if first is None or not any(m.get("token") == job.token for m in first):
+    if first is None:
+        # The executor released the queue (it gave the run up), or the scheduler is gone.
+        return {"refused": f"{WORKER_LOST}: the run's control queue is gone; not started"}
+    if not any(m.get("token") == job.token for m in first):
         return {"refused": f"{WORKER_LOST}: Dask started the run a second time; refused"}
+    cancels = [m for m in first if "cancel" in m]
+    if cancels:  # cancelled while the task waited for a worker: never started
+        record = ExitRecord(None, now_iso(), cancelled=str(cancels[0]["cancel"]))
+        return {"record": record.to_dict(), "log_offset": 0, "log": b"", "tar": b""}
     scratch = Path(tempfile.mkdtemp(prefix=f"bt-{job.run_id}-", dir=_scratch_root()))
     run = _Run(job, scheduler, scratch)
     try:
@@ -308,7 +316,8 @@ def execute(job: RemoteJob) -> dict[str, Any]:
         return run.result()
     finally:
         run.close()
-        shutil.rmtree(scratch, ignore_errors=True)
+        # Off the result's way: this worker's next run may start meanwhile.
+        threading.Thread(target=shutil.rmtree, args=(scratch, True), daemon=True).start()
 
 
 def stop_fork_server() -> None:

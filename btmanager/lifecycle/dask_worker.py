@@ -30,7 +30,7 @@ import os
 import secrets
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -51,6 +51,7 @@ if TYPE_CHECKING:
 TICK = 0.1
 CANCEL_POLL = 0.25  # how often the registry is read for `bt cancel` requests of runs in flight
 CLUSTER_POLL = 1.0  # how often the cluster's workers are listed (lost workers, health)
+EVENTS_POLL = 0.2  # how often the remote side's messages are read (and before each end)
 SETTLE_EVERY = 5.0
 RESULT_TIMEOUT = 120.0
 SCHEDULER_PATIENCE = 30.0  # a scheduler that does not answer for this long: give up
@@ -107,7 +108,6 @@ class InFlight:
     cancel_sent: bool = False
     kill_sent: bool = False
     log_fd: int | None = None
-    since: float = field(default_factory=time.monotonic)
 
     def write_log(self, offset: int, data: bytes) -> None:
         """Chunks carry their offsets: written in place, in whatever order they come."""
@@ -174,7 +174,8 @@ class DaskWorker:
         self.identity = backend.current()
         self.stop: StopRequest = StopRequest()
         self.inflight: dict[str, InFlight] = {}
-        self.unrecorded: set[str] = set()  # ended, but the registry refused the end so far
+        # Ended, but the registry refused the end so far (retried; the exit record keeps it).
+        self.unrecorded: dict[str, ExitRecord] = {}
         self.client: Any = None
         self.cluster: Any = None
         self.events: Any = None
@@ -184,6 +185,7 @@ class DaskWorker:
         self._problem: str | None = None
         self._last_busy = time.monotonic()
         self._scheduler_ok = time.monotonic()
+        self._since = now_iso()
 
     def request_stop(self, reason: str) -> None:
         """Stop claiming and cancel the runs in flight (a second request kills them)."""
@@ -237,14 +239,16 @@ class DaskWorker:
             self._shutdown()
 
     def _loop(self) -> None:
-        next_settle = next_cluster = next_cancels = 0.0
+        next_settle = next_cluster = next_cancels = next_events = 0.0
         cancelled_sent = killed_sent = False
         while True:
             now = time.monotonic()
             if now >= next_cluster:
                 next_cluster = now + CLUSTER_POLL
                 self._check_cluster()
-            self._drain_events()
+            if now >= next_events or self._any_done():
+                next_events = now + EVENTS_POLL
+                self._drain_events()  # before the ends: a run's start comes before its end
             self._collect()
             if self.stop.requested.is_set():
                 if not cancelled_sent:
@@ -282,6 +286,9 @@ class DaskWorker:
             if closing is not None:
                 with contextlib.suppress(Exception):
                     closing.close()
+
+    def _any_done(self) -> bool:
+        return any(flight.future.done() for flight in self.inflight.values())
 
     def _wait(self, timeout: float) -> None:
         if not self.inflight:
@@ -322,8 +329,8 @@ class DaskWorker:
                 self.on_event(f"settled {run_id} (its supervisor had died)")
         except BtError as exc:
             self._report(str(exc))
-        for run_id in list(self.unrecorded):
-            self._record_end(run_id)
+        for run_id, record in list(self.unrecorded.items()):
+            self._record_end(run_id, record)
 
     # --- the cluster -------------------------------------------------------------------------
 
@@ -336,6 +343,7 @@ class DaskWorker:
                 self._give_up(f"the Dask scheduler stopped answering ({exc})")
             return
         self._scheduler_ok = time.monotonic()
+        self._since = now_iso()
         changed = workers != self.workers
         self.workers, self.threads = workers, sum(workers.values())
         for flight in list(self.inflight.values()):
@@ -352,7 +360,7 @@ class DaskWorker:
                 scheduler=str(self.client.scheduler.address),
                 workers=len(workers),
                 threads=self.threads,
-                since=now_iso(),
+                since=self._since,
             )
             try:
                 serving.record(registry, record)
@@ -380,7 +388,7 @@ class DaskWorker:
             if states is None:
                 return
             try:
-                run = states.claim(self.identity)
+                run = states.claim(self.identity, executor=serving.DASK_EXECUTOR)
             except BtError as exc:
                 self._report(str(exc))
                 return
@@ -401,7 +409,6 @@ class DaskWorker:
         from btmanager.execution.dask_executor import RemoteJob, execute
         from btmanager.lifecycle.create import forget_environment
 
-        run = states.supervised(run.run_id, self.identity, executor=serving.DASK_EXECUTOR)
         # The submitter's environment stays here: the script runs with the Dask worker's own.
         forget_environment(Path(run.output_dir))
         exitrecord.reserve(Path(run.output_dir))
@@ -570,28 +577,24 @@ class DaskWorker:
         """Keep the end in the run folder first: if this process dies now, the next `bt`
         command records it from there."""
         exitrecord.write(Path(run.output_dir), record)
-        self._record_end(run.run_id)
+        self._record_end(run.run_id, record)
 
-    def _record_end(self, run_id: str) -> None:
-        """Validate and record the end kept in the run's exit record (retried if refused)."""
+    def _record_end(self, run_id: str, record: ExitRecord) -> None:
+        """Validate and record the end (kept for a retry if the registry refuses it)."""
         from btmanager.lifecycle.settle import metrics_for, report_for
 
-        self.unrecorded.add(run_id)
+        self.unrecorded[run_id] = record
         states = self._states()
         if states is None:
             return
         try:
             run = states.registry.get(run_id)  # a cancel may have come in meanwhile
-            record = exitrecord.read(Path(run.output_dir))
-            if record is None:
-                self.unrecorded.discard(run_id)
-                return
             report = report_for(run, record)
             final = states.end(run_id, record, report, metrics_for(run, report))
         except BtError as exc:
             self._report(str(exc))
             return
-        self.unrecorded.discard(run_id)
+        del self.unrecorded[run_id]
         if final is not None:
             reason = f": {final.error_message}" if final.error_message else ""
             self.on_event(f"finished {run_id} {final.status}{reason}")

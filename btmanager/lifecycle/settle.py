@@ -101,8 +101,12 @@ def settle_one(
         report = report_for(run, record)
         return states.end(run.run_id, record, report, metrics_for(run, report))
     if run.executor == DASK_EXECUTOR:
-        # Its supervisor was the `bt worker --dask` that submitted it; the script ran elsewhere
-        # (its pid means nothing here) and its Dask task ended its tree when that process died.
+        # Its supervisor is the `bt worker --dask` that submitted it, and the script runs
+        # elsewhere (its pid means nothing here). While that process lives, it records the end;
+        # once it has died, its Dask task has ended the tree.
+        executor = run.supervisor_identity
+        if executor is not None and backend.is_alive(executor):
+            return None
         return states.lose(
             run.run_id,
             f"executor lost: the bt worker --dask that ran it (pid {run.supervisor_pid}) died",

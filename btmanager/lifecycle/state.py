@@ -152,8 +152,11 @@ class RunStates:
                     )
         return [self._recorded(run_id) for run_id in ids]
 
-    def claim(self, worker: ProcessIdentity) -> Run | None:
+    def claim(self, worker: ProcessIdentity, executor: str | None = None) -> Run | None:
         """Move the next startable queued run to `running`, within the stored limit.
+
+        `executor` ("dask"): the claiming process executes the run elsewhere and is its
+        supervisor too (recorded in the same write).
 
         One IMMEDIATE transaction holds the write lock across the checks and the update, so any
         number of concurrent workers can neither start a run twice nor exceed the global limit
@@ -169,17 +172,17 @@ class RunStates:
             if self.registry.running_count_in(db) < limit:
                 run_id = self.registry.next_claimable_in(db)
             if run_id is not None:
-                self.registry.update_in(
-                    db,
-                    run_id,
-                    {
-                        "status": str(Status.RUNNING),
-                        "started_at": self.clock.now_iso(),
-                        "worker_pid": worker.pid,
-                        "worker_create_time": worker.create_time,
-                    },
-                    (Status.QUEUED,),
-                )
+                values: dict[str, Any] = {
+                    "status": str(Status.RUNNING),
+                    "started_at": self.clock.now_iso(),
+                    "worker_pid": worker.pid,
+                    "worker_create_time": worker.create_time,
+                }
+                if executor is not None:
+                    values["executor"] = executor
+                    values["supervisor_pid"] = worker.pid
+                    values["supervisor_create_time"] = worker.create_time
+                self.registry.update_in(db, run_id, values, (Status.QUEUED,))
         for dropped_id in dropped:
             self._recorded(dropped_id)
         return None if run_id is None else self._recorded(run_id)
@@ -205,20 +208,18 @@ class RunStates:
                     dropped.append(run_id)
         return dropped
 
-    def supervised(
-        self, run_id: str, supervisor: ProcessIdentity, executor: str | None = None
-    ) -> Run:
-        """The run's supervisor process has started (it records itself before the script).
-
-        `executor`: where the script runs ("dask"; None for this machine, as before)."""
-        values: dict[str, Any] = {
-            "supervisor_pid": supervisor.pid,
-            "supervisor_create_time": supervisor.create_time,
-        }
-        if executor is not None:
-            values["executor"] = executor
+    def supervised(self, run_id: str, supervisor: ProcessIdentity) -> Run:
+        """The run's supervisor process has started (it records itself before the script)."""
         with self.registry.write() as db:
-            self.registry.update_in(db, run_id, values, (Status.RUNNING,))
+            self.registry.update_in(
+                db,
+                run_id,
+                {
+                    "supervisor_pid": supervisor.pid,
+                    "supervisor_create_time": supervisor.create_time,
+                },
+                (Status.RUNNING,),
+            )
         return self.registry.get(run_id)
 
     def script_started(self, run_id: str, script: ProcessIdentity, host: str | None = None) -> Run:
