@@ -122,3 +122,44 @@ def test_channel_supervision_takes_the_grace_a_message_gives(world: dict[str, An
     assert record.exit_code == -9
     assert 2.0 <= clock.ticks < 4.0  # killed after the grace given, not the run's 30 s
     assert exitrecord.read(out) == record
+
+
+def test_the_script_travels_where_its_path_does_not_exist(tmp_path: Path) -> None:
+    from btmanager.execution.dask_executor import RemoteJob, _script_path
+
+    job = RemoteJob(
+        "r1", "/nowhere/strategy.py", "strategy.py", b"print('hi')\n", {}, [], "/", None, 1.0,
+        None, "events", "control", "token",
+    )  # fmt: skip
+    used = _script_path(job, tmp_path)
+    assert used == tmp_path / "script" / "strategy.py"
+    assert used.read_bytes() == b"print('hi')\n"
+    here = tmp_path / "here.py"
+    here.write_text("pass\n")
+    job = RemoteJob(
+        "r1", str(here), "here.py", b"other", {}, [], "/", None, 1.0, None, "e", "c", "t",
+    )  # fmt: skip
+    assert _script_path(job, tmp_path / "elsewhere") == here  # used in place
+
+
+def test_outputs_come_back_without_links_out_of_the_run_folder(tmp_path: Path) -> None:
+    from btmanager.execution.dask_executor import _outputs_tar
+    from btmanager.lifecycle.dask_worker import _unpack
+
+    out = tmp_path / "out"
+    (out / "sub").mkdir(parents=True)
+    (out / "trades.csv").write_text("a,b\n")
+    (out / "sub" / "x.txt").write_text("x")
+    (out / "execution.log").write_text("shipped apart\n")
+    (out / ".bt").mkdir()
+    (out / ".bt" / "exit.json").write_text("{}")
+    (out / "escape").symlink_to("/etc/passwd")
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    refused = _unpack(_outputs_tar(out), run_dir)
+    assert (run_dir / "trades.csv").read_text() == "a,b\n"
+    assert (run_dir / "sub" / "x.txt").read_text() == "x"
+    assert not (run_dir / "execution.log").exists()
+    assert not (run_dir / ".bt").exists()
+    assert not (run_dir / "escape").exists() and not (run_dir / "escape").is_symlink()
+    assert [line.split(":")[0] for line in refused] == ["escape"]
