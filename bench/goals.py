@@ -400,14 +400,28 @@ def _drain_bt_worker(ctx: Context, rep: int, script: Path, work: Path) -> float:
     db = results / "bt.sqlite3"
     datagen.queue_copies(db, template, ctx.sizes.queue_runs)
     start = time.perf_counter()
-    worker = subprocess.Popen(
-        ctx.bt_argv("worker", "--max-parallel", "2"),
+    worker = _start_worker(ctx, work, env, ["--max-parallel", "2"])
+    return _timed_drain(ctx, db, worker, start, "bt worker")
+
+
+def _start_worker(
+    ctx: Context, work: Path, env: Mapping[str, str], args: Sequence[str]
+) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        ctx.bt_argv("worker", *args),
         cwd=work,
         env=env,
         stdin=subprocess.DEVNULL,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
+
+
+def _timed_drain(
+    ctx: Context, db: Path, worker: subprocess.Popen[bytes], start: float, what: str
+) -> float:
+    """Seconds from `start` until no run is queued or running; then `worker` is stopped and
+    every run must have completed."""
     try:
         deadline = start + 1800
         while datagen.count_active(db) and time.perf_counter() < deadline:
@@ -415,10 +429,10 @@ def _drain_bt_worker(ctx: Context, rep: int, script: Path, work: Path) -> float:
         elapsed = time.perf_counter() - start
     finally:
         worker.terminate()
-        worker.wait(60)
+        worker.wait(120)
     counts = datagen.count_by_status(db)
     if counts.get("completed") != ctx.sizes.queue_runs + 1:
-        raise CommandFailed(f"bt worker drained {counts}, not {ctx.sizes.queue_runs + 1} completed")
+        raise CommandFailed(f"{what} drained {counts}, not {ctx.sizes.queue_runs + 1} completed")
     return elapsed
 
 
@@ -859,33 +873,16 @@ def _drain_ready_worker(
     template = ctx.run_bt("run", "-d", script, "--no-validate", env=env, cwd=work).strip()
     wait_quiet(results)
     db = results / "bt.sqlite3"
-    worker = subprocess.Popen(
-        ctx.bt_argv("worker", *worker_args),
-        cwd=work,
-        env=env,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        deadline = time.monotonic() + 300
-        while "--dask" in worker_args and not _dask_serving(ctx, env, work):
-            if worker.poll() is not None or time.monotonic() > deadline:
-                raise CommandFailed(f"bt worker {' '.join(worker_args)} did not start serving")
-            time.sleep(0.2)
-        datagen.queue_copies(db, template, ctx.sizes.queue_runs)
-        start = time.perf_counter()
-        deadline = time.monotonic() + 1800
-        while datagen.count_active(db) and time.monotonic() < deadline:
-            time.sleep(0.005)
-        elapsed = time.perf_counter() - start
-    finally:
-        worker.terminate()
-        worker.wait(120)
-    counts = datagen.count_by_status(db)
-    if counts.get("completed") != ctx.sizes.queue_runs + 1:
-        raise CommandFailed(f"bt worker {' '.join(worker_args)} drained {counts}")
-    return elapsed
+    worker = _start_worker(ctx, work, env, worker_args)
+    deadline = time.monotonic() + 300
+    while "--dask" in worker_args and not _dask_serving(ctx, env, work):
+        if worker.poll() is not None or time.monotonic() > deadline:
+            worker.terminate()
+            worker.wait(120)
+            raise CommandFailed(f"bt worker {' '.join(worker_args)} did not start serving")
+        time.sleep(0.2)
+    datagen.queue_copies(db, template, ctx.sizes.queue_runs)
+    return _timed_drain(ctx, db, worker, time.perf_counter(), f"bt worker {' '.join(worker_args)}")
 
 
 def goal_10(ctx: Context) -> list[Row]:

@@ -559,13 +559,18 @@ class Service:
     ) -> Worker:
         from btmanager.lifecycle.queue import Worker
 
+        self._before_worker(max_parallel, store_env_limit=not drain)
+        return Worker(self.settings, self.backend, idle_exit, drain, on_event)
+
+    def _before_worker(self, max_parallel: int | None, store_env_limit: bool) -> None:
+        """A worker's limit stored (`--max-parallel`, else BT_MAX_PARALLEL), the registry
+        migrated and settled, then closed: the worker opens its own connection (and forks)."""
         if max_parallel is not None:
             self.parallel(max_parallel)
-        elif not drain:
+        elif store_env_limit:
             self._store_env_limit()
-        self._writable_registry()  # migrate and settle before the loop starts
-        self.close()  # the worker forks: it opens its own connection
-        return Worker(self.settings, self.backend, idle_exit, drain, on_event)
+        self._writable_registry()
+        self.close()
 
     def dask_worker(
         self,
@@ -583,12 +588,7 @@ class Service:
         parse_address(address)
         if importlib.util.find_spec("distributed") is None:
             raise UsageError(EXTRA_MISSING)
-        if max_parallel is not None:
-            self.parallel(max_parallel)
-        else:
-            self._store_env_limit()
-        self._writable_registry()  # migrate and settle before the loop starts
-        self.close()
+        self._before_worker(max_parallel, store_env_limit=True)
         return DaskWorker(self.settings, address, self.backend, idle_exit, on_event)
 
 

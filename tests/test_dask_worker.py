@@ -15,6 +15,7 @@ pytest.importorskip("distributed")
 from tests.dask_support import DaskLab, dask_lab_for, dask_worker_of, read_line
 from tests.helpers import pid_alive, wait_for, write_script
 from tests.queue_support import (
+    QueueLab,
     assert_each_started_once,
     assert_tree_gone,
     max_overlap,
@@ -30,6 +31,22 @@ pytestmark = pytest.mark.timeout(600)
 def dlab(tmp_path: Path) -> Iterator[DaskLab]:
     with dask_lab_for(tmp_path) as lab:
         yield lab
+
+
+def _start_tree(lab: QueueLab) -> tuple[str, Path, dict[str, int]]:
+    """A TREE run (grace 1 s) once all its processes are up: (run id, pid folder, pids)."""
+    piddir = lab.piddir("tree")
+    run_id = lab.submit("tree.py", "-p", f"piddir={piddir}", "--grace", "1")
+    return run_id, piddir, tree_pids(piddir, timeout=120)
+
+
+def _cluster_goes_on_and_never_reran(lab: QueueLab, piddir: Path, pids: dict[str, int]) -> None:
+    """Another run completes on the cluster, and the lost run's tree started only once (its pid
+    files are those of its one start)."""
+    after = lab.job("after")
+    code, (run,) = lab.wait(after, timeout=120)
+    assert code == 0 and run["status"] == "completed"
+    assert {role: int((piddir / role).read_text()) for role in pids} == pids
 
 
 def test_batch_of_20_drains_with_outputs_logs_and_validation(dlab: DaskLab) -> None:
@@ -112,11 +129,8 @@ def test_cancel_ends_the_remote_tree(dlab: DaskLab) -> None:
 def test_killed_dask_worker_fails_its_run_once_and_leaves_no_orphan(dlab: DaskLab) -> None:
     lab = dlab.lab
     dlab.start("local:2")
-    piddir = lab.piddir("tree")
-    run_id = lab.submit("tree.py", "-p", f"piddir={piddir}", "--grace", "1")
-    pids = tree_pids(piddir, timeout=120)
-    worker = dask_worker_of(pids["root"])
-    worker.send_signal(signal.SIGKILL)
+    run_id, piddir, pids = _start_tree(lab)
+    dask_worker_of(pids["root"]).send_signal(signal.SIGKILL)
 
     def failed() -> dict[str, object] | None:
         row = lab.rows()[run_id]
@@ -128,10 +142,7 @@ def test_killed_dask_worker_fails_its_run_once_and_leaves_no_orphan(dlab: DaskLa
     # Its tree died with the worker: no orphan, SIGTERM-ignoring and setsid ones included.
     assert_tree_gone(pids, timeout=30)
     # The cluster goes on (the nanny starts a new worker); the lost run is never run again.
-    after = lab.job("after")
-    code, (run,) = lab.wait(after, timeout=120)
-    assert code == 0 and run["status"] == "completed"
-    assert {role: int((piddir / role).read_text()) for role in pids} == pids
+    _cluster_goes_on_and_never_reran(lab, piddir, pids)
     assert lab.status(run_id)["status"] == "failed"
     dlab.stop()
 
@@ -151,9 +162,7 @@ def test_parallel_limit_holds_on_a_bigger_cluster(dlab: DaskLab) -> None:
 def test_killed_bt_worker_dask_ends_its_runs_as_executor_lost(dlab: DaskLab) -> None:
     lab = dlab.lab
     dlab.start("local:2")
-    piddir = lab.piddir("tree")
-    run_id = lab.submit("tree.py", "-p", f"piddir={piddir}", "--grace", "1")
-    pids = tree_pids(piddir, timeout=120)
+    run_id, _piddir, pids = _start_tree(lab)
     assert dlab.worker is not None
     os.kill(dlab.worker.pid, signal.SIGKILL)
     dlab.worker.wait(30)
@@ -188,19 +197,13 @@ def test_external_scheduler_retry_is_refused(dlab: DaskLab, scheduler: str) -> N
     elsewhere; `bt` refuses that start."""
     lab = dlab.lab
     dlab.start(scheduler)
-    piddir = lab.piddir("tree")
-    run_id = lab.submit("tree.py", "-p", f"piddir={piddir}", "--grace", "1")
-    pids = tree_pids(piddir, timeout=120)
+    run_id, piddir, pids = _start_tree(lab)
     dask_worker_of(pids["root"]).send_signal(signal.SIGKILL)
     code, (run,) = lab.wait(run_id, timeout=120)
     assert code == 1 and run["status"] == "failed"
     assert "dask worker lost" in run["error_message"]
     assert_tree_gone(pids, timeout=30)
-    after = lab.job("after")
-    code, (done,) = lab.wait(after, timeout=120)
-    assert code == 0 and done["status"] == "completed"
-    # Never started a second time: the tree's pid files are those of its one start.
-    assert {role: int((piddir / role).read_text()) for role in pids} == pids
+    _cluster_goes_on_and_never_reran(lab, piddir, pids)
     dlab.stop()
 
 
@@ -211,9 +214,7 @@ def test_external_scheduler_ends_the_runs_of_a_killed_bt_worker(
     remote side ends the trees."""
     lab = dlab.lab
     dlab.start(scheduler)
-    piddir = lab.piddir("tree")
-    run_id = lab.submit("tree.py", "-p", f"piddir={piddir}", "--grace", "1")
-    pids = tree_pids(piddir, timeout=120)
+    run_id, _piddir, pids = _start_tree(lab)
     assert dlab.worker is not None
     os.kill(dlab.worker.pid, signal.SIGKILL)
     dlab.worker.wait(30)

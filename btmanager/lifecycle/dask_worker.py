@@ -37,22 +37,20 @@ from typing import TYPE_CHECKING, Any
 from btmanager.errors import BtError, UsageError
 from btmanager.lifecycle import exitrecord, serving
 from btmanager.lifecycle.exitrecord import ExitRecord
-from btmanager.lifecycle.state import RunStates
+from btmanager.lifecycle.queue import QueueLoop
 from btmanager.logs import LOG_FILE
-from btmanager.registry.db import Registry
-from btmanager.registry.model import ProcessIdentity, Run, Status
+from btmanager.registry.model import ProcessIdentity, Run
 from btmanager.settings import Settings
 from btmanager.timeutil import now_iso
 
 if TYPE_CHECKING:
     from btmanager.execution import Backend
-    from btmanager.lifecycle.watch import StopRequest
+    from btmanager.lifecycle.state import RunStates
 
 TICK = 0.1
 CANCEL_POLL = 0.25  # how often the registry is read for `bt cancel` requests of runs in flight
 CLUSTER_POLL = 1.0  # how often the cluster's workers are listed (lost workers, health)
 EVENTS_POLL = 0.2  # how often the remote side's messages are read (and before each end)
-SETTLE_EVERY = 5.0
 RESULT_TIMEOUT = 120.0
 SCHEDULER_PATIENCE = 30.0  # a scheduler that does not answer for this long: give up
 SCRIPT_TRAVELS_UP_TO = 32 << 20  # bigger scripts must exist on the workers
@@ -155,7 +153,7 @@ def _unpack(tar_bytes: bytes, folder: Path) -> list[str]:
     return refused
 
 
-class DaskWorker:
+class DaskWorker(QueueLoop):
     """Claims queued runs and executes each on a Dask cluster (see the module docstring)."""
 
     def __init__(
@@ -166,13 +164,8 @@ class DaskWorker:
         idle_exit: float | None,
         on_event: Callable[[str], None] | None = None,
     ) -> None:
-        from btmanager.lifecycle.watch import StopRequest
-
-        self.settings, self.address, self.backend = settings, address, backend
-        self.idle_exit = idle_exit
-        self.on_event = on_event or (lambda _message: None)
-        self.identity = backend.current()
-        self.stop: StopRequest = StopRequest()
+        super().__init__(settings, backend, idle_exit, on_event)
+        self.address = address
         self.inflight: dict[str, InFlight] = {}
         # Ended, but the registry refused the end so far (retried; the exit record keeps it).
         self.unrecorded: dict[str, ExitRecord] = {}
@@ -181,35 +174,15 @@ class DaskWorker:
         self.events: Any = None
         self.threads = 0
         self.workers: dict[str, int] = {}
-        self._registry: Registry | None = None
-        self._problem: str | None = None
-        self._last_busy = time.monotonic()
         self._scheduler_ok = time.monotonic()
         self._since = now_iso()
 
-    def request_stop(self, reason: str) -> None:
-        """Stop claiming and cancel the runs in flight (a second request kills them)."""
-        self.stop.request(reason)
+    def _cluster_problem(self, problem: str) -> None:
+        self._report(problem, "Dask problem")
 
-    # --- the registry ------------------------------------------------------------------------
-
-    def _open(self) -> Registry | None:
-        if self._registry is None:
-            try:
-                self._registry = Registry(self.settings.db_path)
-            except BtError as exc:
-                self._report(str(exc))
-                return None
-        return self._registry
-
-    def _states(self) -> RunStates | None:
+    def _states_now(self) -> RunStates | None:
         registry = self._open()
-        return None if registry is None else RunStates(registry)
-
-    def _report(self, problem: str) -> None:
-        if problem != self._problem:
-            self._problem = problem
-            self.on_event(f"problem: {problem}")
+        return None if registry is None else self._states(registry)
 
     # --- life --------------------------------------------------------------------------------
 
@@ -239,8 +212,7 @@ class DaskWorker:
             self._shutdown()
 
     def _loop(self) -> None:
-        next_settle = next_cluster = next_cancels = next_events = 0.0
-        cancelled_sent = killed_sent = False
+        next_cluster = next_cancels = next_events = 0.0
         while True:
             now = time.monotonic()
             if now >= next_cluster:
@@ -250,19 +222,7 @@ class DaskWorker:
                 next_events = now + EVENTS_POLL
                 self._drain_events()  # before the ends: a run's start comes before its end
             self._collect()
-            if self.stop.requested.is_set():
-                if not cancelled_sent:
-                    cancelled_sent = True
-                    self._cancel_all(self.stop.reason)
-                if self.stop.forced.is_set() and not killed_sent:
-                    killed_sent = True
-                    for flight in self.inflight.values():
-                        self._send(flight, {"kill": True})
-            else:
-                if now >= next_settle:
-                    next_settle = now + SETTLE_EVERY
-                    self._settle()
-                self._claim_all()
+            self._stop_or_claim()
             if now >= next_cancels:
                 next_cancels = now + CANCEL_POLL
                 self._forward_cancels()
@@ -280,8 +240,7 @@ class DaskWorker:
         if registry is not None:
             with contextlib.suppress(BtError):
                 serving.clear(registry, self.identity)
-            registry.close()
-            self._registry = None
+        self._close()
         for closing in (self.client, self.cluster):
             if closing is not None:
                 with contextlib.suppress(Exception):
@@ -303,32 +262,12 @@ class DaskWorker:
     def _done(self) -> bool:
         if self.stop.requested.is_set():
             return True
-        if self.idle_exit is None:
+        if self.unrecorded:
             return False
-        registry = self._open()
-        if registry is None:
-            return False
-        try:
-            counts = registry.count_by_status()
-        except BtError as exc:
-            self._report(str(exc))
-            return False
-        if counts[Status.QUEUED] or counts[Status.RUNNING] or self.unrecorded:
-            self._last_busy = time.monotonic()
-            return False
-        return time.monotonic() - self._last_busy >= self.idle_exit
+        return self._idle_long_enough()
 
     def _settle(self) -> None:
-        from btmanager.lifecycle.settle import settle
-
-        registry = self._open()
-        if registry is None:
-            return
-        try:
-            for run_id in settle(registry, self.backend):
-                self.on_event(f"settled {run_id} (its supervisor had died)")
-        except BtError as exc:
-            self._report(str(exc))
+        super()._settle()
         for run_id, record in list(self.unrecorded.items()):
             self._record_end(run_id, record)
 
@@ -343,7 +282,6 @@ class DaskWorker:
                 self._give_up(f"the Dask scheduler stopped answering ({exc})")
             return
         self._scheduler_ok = time.monotonic()
-        self._since = now_iso()
         changed = workers != self.workers
         self.workers, self.threads = workers, sum(workers.values())
         for flight in list(self.inflight.values()):
@@ -384,26 +322,18 @@ class DaskWorker:
 
     def _claim_all(self) -> None:
         while not self.stop.requested.is_set() and len(self.inflight) < self.threads:
-            states = self._states()
-            if states is None:
-                return
-            try:
-                run = states.claim(self.identity, executor=serving.DASK_EXECUTOR)
-            except BtError as exc:
-                self._report(str(exc))
-                return
+            run = self._claim_one(serving.DASK_EXECUTOR)
             if run is None:
                 return
-            self._problem = None
             try:
-                self._submit(states, run)
+                self._submit(run)
                 self.on_event(f"submitted {run.run_id}")
             except Exception as exc:  # the cluster refused it: the run must not stay running
                 self.on_event(f"could not submit {run.run_id}: {exc}")
                 record = ExitRecord(None, now_iso(), launch_error=f"Dask refused the task: {exc}")
                 self._end_with(run, record)
 
-    def _submit(self, states: RunStates, run: Run) -> None:
+    def _submit(self, run: Run) -> None:
         from distributed import Queue
 
         from btmanager.execution.dask_executor import RemoteJob, execute
@@ -440,7 +370,7 @@ class DaskWorker:
         try:
             messages = self.events.get(batch=True)
         except Exception as exc:
-            self._report(f"cannot read the Dask events queue: {exc}")
+            self._cluster_problem(f"cannot read the Dask events queue: {exc}")
             return
         for message in messages:
             if not isinstance(message, dict):
@@ -454,13 +384,15 @@ class DaskWorker:
                 elif message.get("kind") == "start":
                     self._started(flight, message)
             except (KeyError, ValueError, TypeError, OSError) as exc:
-                self._report(f"bad message from the cluster for {flight.run.run_id}: {exc}")
+                self._cluster_problem(
+                    f"bad message from the cluster for {flight.run.run_id}: {exc}"
+                )
 
     def _started(self, flight: InFlight, message: dict[str, Any]) -> None:
         flight.worker = str(message["worker"])
         script = ProcessIdentity(int(message["pid"]), float(message["create_time"]))
         host = str(message["host"])
-        states = self._states()
+        states = self._states_now()
         if states is None:
             return
         try:
@@ -475,7 +407,7 @@ class DaskWorker:
         try:
             flight.control.put(message)
         except Exception as exc:
-            self._report(f"cannot reach the Dask scheduler: {exc}")
+            self._cluster_problem(f"cannot reach the Dask scheduler: {exc}")
 
     def _forward_cancels(self) -> None:
         waiting = [f for f in self.inflight.values() if not f.cancel_sent]
@@ -496,14 +428,12 @@ class DaskWorker:
                 reason = row.error_message or "cancelled by user"
                 self._send(flight, {"cancel": reason, "grace": row.cancel_grace})
 
-    def _cancel_all(self, reason: str) -> None:
-        states = self._states()
-        for run_id in list(self.inflight):
-            if states is not None:
-                try:
-                    states.request_cancel(run_id, f"cancelled: {reason}")
-                except BtError as exc:
-                    self._report(str(exc))
+    def _cancel_runs(self, reason: str) -> None:
+        self._request_cancels(list(self.inflight), reason)  # forwarded like any `bt cancel`
+
+    def _kill_runs(self) -> None:
+        for flight in self.inflight.values():
+            self._send(flight, {"kill": True})
 
     # --- the end -----------------------------------------------------------------------------
 
@@ -545,7 +475,7 @@ class DaskWorker:
         with contextlib.suppress(Exception):
             flight.future.cancel()
         self._forget(flight)
-        states = self._states()
+        states = self._states_now()
         if states is None:
             return
         try:
@@ -562,7 +492,7 @@ class DaskWorker:
         try:
             flight.write_log(int(result["log_offset"]), bytes(result["log"]))
         except OSError as exc:
-            self._report(f"cannot write the log of {flight.run.run_id}: {exc}")
+            self._cluster_problem(f"cannot write the log of {flight.run.run_id}: {exc}")
         self._forget(flight)
         record = ExitRecord.from_dict(dict(result["record"]))
         try:
@@ -584,7 +514,7 @@ class DaskWorker:
         from btmanager.lifecycle.settle import metrics_for, report_for
 
         self.unrecorded[run_id] = record
-        states = self._states()
+        states = self._states_now()
         if states is None:
             return
         try:
