@@ -220,9 +220,8 @@ class _Run:
                 self.send(*([f"grace {grace}"] if grace is not None else []))
                 self.send(f"cancel {message['cancel']}")
 
-    def watch(self, first: list[dict[str, Any]]) -> None:
+    def watch(self) -> None:
         """Until the supervisor exits: relay its start, the log and cancel requests."""
-        self._control(first)
         now = time.monotonic()
         next_log, next_control = now + LOG_EVERY, now + CONTROL_EVERY
         while True:
@@ -265,7 +264,6 @@ class _Run:
         tail = b"".join(self.log.read_new(LOG_CHUNK))
         return {
             "record": record.to_dict(),
-            "host": socket.gethostname(),
             "log_offset": offset,
             "log": tail,
             "tar": _outputs_tar(self.out) if self.out.is_dir() else b"",
@@ -312,7 +310,7 @@ def execute(job: RemoteJob) -> dict[str, Any]:
     run = _Run(job, scheduler, scratch)
     try:
         run.start()
-        run.watch(first)
+        run.watch()
         return run.result()
     finally:
         run.close()
@@ -320,9 +318,4 @@ def execute(job: RemoteJob) -> dict[str, Any]:
         threading.Thread(target=shutil.rmtree, args=(scratch, True), daemon=True).start()
 
 
-def stop_fork_server() -> None:
-    """Stop this process's fork server (its supervisors go on; for tests and shutdown)."""
-    _fork_server.close()
-
-
-__all__ = ["EXECUTOR_LOST", "WORKER_LOST", "RemoteJob", "execute", "stop_fork_server"]
+__all__ = ["EXECUTOR_LOST", "WORKER_LOST", "RemoteJob", "execute"]

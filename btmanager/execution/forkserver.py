@@ -130,10 +130,6 @@ class ForkServer:
             theirs.close()
         return mine
 
-    def close(self) -> None:
-        with self._lock:
-            self._discard()
-
 
 # --- the server ---------------------------------------------------------------------------------
 

@@ -144,12 +144,15 @@ def _unpack(tar_bytes: bytes, folder: Path) -> list[str]:
     refused: list[str] = []
     if not tar_bytes:
         return refused
-    with tarfile.open(fileobj=io.BytesIO(tar_bytes), mode="r|") as tar:
-        for member in tar:
-            try:
-                tar.extract(member, folder, filter="data")
-            except (tarfile.TarError, OSError) as exc:
-                refused.append(f"{member.name}: {exc}")
+    try:
+        with tarfile.open(fileobj=io.BytesIO(tar_bytes), mode="r|") as tar:
+            for member in tar:
+                try:
+                    tar.extract(member, folder, filter="data")
+                except (tarfile.TarError, OSError) as exc:
+                    refused.append(f"{member.name}: {exc}")
+    except tarfile.TarError as exc:  # a damaged stream: what came before it is kept
+        refused.append(f"the outputs' tar stream: {exc}")
     return refused
 
 
@@ -495,10 +498,7 @@ class DaskWorker(QueueLoop):
             self._cluster_problem(f"cannot write the log of {flight.run.run_id}: {exc}")
         self._forget(flight)
         record = ExitRecord.from_dict(dict(result["record"]))
-        try:
-            refused = _unpack(bytes(result["tar"]), folder)
-        except OSError as exc:
-            refused = [str(exc)]
+        refused = _unpack(bytes(result["tar"]), folder)
         for problem in refused:
             self.on_event(f"{flight.run.run_id}: output not unpacked: {problem}")
         self._end_with(flight.run, record)
