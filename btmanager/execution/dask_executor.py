@@ -293,6 +293,14 @@ def _scratch_root() -> str:
         return tempfile.gettempdir()
 
 
+def prepare() -> str:
+    """A Dask task that readies its worker for runs (its client, its fork server), so that the
+    first run does not pay for them; the worker's address."""
+    _Scheduler()
+    _fork_server.ready()
+    return _worker_address()
+
+
 def execute(job: RemoteJob) -> dict[str, Any]:
     """The Dask task of one run: its result for `bt worker --dask` (see the module docstring)."""
     scheduler = _Scheduler()
@@ -318,4 +326,4 @@ def execute(job: RemoteJob) -> dict[str, Any]:
         threading.Thread(target=shutil.rmtree, args=(scratch, True), daemon=True).start()
 
 
-__all__ = ["EXECUTOR_LOST", "WORKER_LOST", "RemoteJob", "execute"]
+__all__ = ["EXECUTOR_LOST", "WORKER_LOST", "RemoteJob", "execute", "prepare"]

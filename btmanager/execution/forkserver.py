@@ -106,6 +106,11 @@ class ForkServer:
                 self._proc.wait(0)
             self._proc = None
 
+    def ready(self) -> None:
+        """Start the server now rather than with the first run."""
+        with self._lock:
+            self._ensure()
+
     def start(self, run: SupervisedRun, request_file: Path) -> socket.socket:
         """Fork a supervisor for `run`; the caller's end of its control channel."""
         fd = os.open(request_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)

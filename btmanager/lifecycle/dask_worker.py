@@ -52,6 +52,7 @@ CANCEL_POLL = 0.25  # how often the registry is read for `bt cancel` requests of
 CLUSTER_POLL = 1.0  # how often the cluster's workers are listed (lost workers, health)
 EVENTS_POLL = 0.2  # how often the remote side's messages are read (and before each end)
 RESULT_TIMEOUT = 120.0
+WARM_UP_TIMEOUT = 60.0
 SCHEDULER_PATIENCE = 30.0  # a scheduler that does not answer for this long: give up
 SCRIPT_TRAVELS_UP_TO = 32 << 20  # bigger scripts must exist on the workers
 MAX_LOCAL_WORKERS = 256
@@ -205,6 +206,7 @@ class DaskWorker(QueueLoop):
 
             name = f"bt-events-{secrets.token_hex(8)}"
             self.events = Queue(name, client=self.client)  # type: ignore[no-untyped-call]
+            self._warm_up()
             self._check_cluster(force_record=True)
             self.on_event(
                 f"serving {self.settings.db_path} on Dask scheduler {self.client.scheduler.address}"
@@ -213,6 +215,23 @@ class DaskWorker(QueueLoop):
             self._loop()
         finally:
             self._shutdown()
+
+    def _warm_up(self) -> None:
+        """Ready the workers there are for runs before serving (best effort: a worker that is
+        not ready pays on its first run)."""
+        from distributed import wait
+
+        from btmanager.execution.dask_executor import prepare
+
+        try:
+            futures = [
+                self.client.submit(prepare, workers=[address], pure=False)
+                for address in self.client.nthreads()
+            ]
+            wait(futures, timeout=WARM_UP_TIMEOUT)  # type: ignore[no-untyped-call]
+            self.client.cancel(futures)
+        except Exception as exc:
+            self._cluster_problem(f"could not ready the workers: {exc}")
 
     def _loop(self) -> None:
         next_cluster = next_cancels = next_events = 0.0
