@@ -406,14 +406,28 @@ def _drain_bt_worker(ctx: Context, rep: int, script: Path, work: Path) -> float:
     db = results / "bt.sqlite3"
     datagen.queue_copies(db, template, ctx.sizes.queue_runs)
     start = time.perf_counter()
-    worker = subprocess.Popen(
-        ctx.bt_argv("worker", "--max-parallel", "2"),
+    worker = _start_worker(ctx, work, env, ["--max-parallel", "2"])
+    return _timed_drain(ctx, db, worker, start, "bt worker")
+
+
+def _start_worker(
+    ctx: Context, work: Path, env: Mapping[str, str], args: Sequence[str]
+) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        ctx.bt_argv("worker", *args),
         cwd=work,
         env=env,
         stdin=subprocess.DEVNULL,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
+
+
+def _timed_drain(
+    ctx: Context, db: Path, worker: subprocess.Popen[bytes], start: float, what: str
+) -> float:
+    """Seconds from `start` until no run is queued or running; then `worker` is stopped and
+    every run must have completed."""
     try:
         deadline = start + 1800
         while datagen.count_active(db) and time.perf_counter() < deadline:
@@ -421,10 +435,10 @@ def _drain_bt_worker(ctx: Context, rep: int, script: Path, work: Path) -> float:
         elapsed = time.perf_counter() - start
     finally:
         worker.terminate()
-        worker.wait(60)
+        worker.wait(120)
     counts = datagen.count_by_status(db)
     if counts.get("completed") != ctx.sizes.queue_runs + 1:
-        raise CommandFailed(f"bt worker drained {counts}, not {ctx.sizes.queue_runs + 1} completed")
+        raise CommandFailed(f"{what} drained {counts}, not {ctx.sizes.queue_runs + 1} completed")
     return elapsed
 
 
@@ -1017,6 +1031,75 @@ def goal_12(ctx: Context) -> list[Row]:
     ]  # fmt: skip
 
 
+# --- goal 15: draining the queue on a local Dask cluster ---------------------------------------
+
+
+def _dask_serving(ctx: Context, env: Mapping[str, str], work: Path) -> bool:
+    out = ctx.run_bt("health", "--json", env=env, cwd=work, ok_codes=(0, 1))
+    return bool(json.loads(out).get("dask"))
+
+
+def _drain_ready_worker(
+    ctx: Context, name: str, rep: int, script: Path, work: Path, worker_args: Sequence[str]
+) -> float:
+    """Seconds for an already started, idle `bt worker WORKER_ARGS` to execute N runs queued
+    at once (inserted into the registry): execution only, without start-up or submission."""
+    results = ctx.folder(f"g10/{name}{rep}")
+    env = ctx.env(
+        results, BT_MAX_PARALLEL="2", DASK_TEMPORARY_DIRECTORY=str(ctx.folder(f"g10/dask{rep}"))
+    )
+    template = ctx.run_bt("run", "-d", script, "--no-validate", env=env, cwd=work).strip()
+    wait_quiet(results)
+    db = results / "bt.sqlite3"
+    worker = _start_worker(ctx, work, env, worker_args)
+    deadline = time.monotonic() + 300
+    while "--dask" in worker_args and not _dask_serving(ctx, env, work):
+        if worker.poll() is not None or time.monotonic() > deadline:
+            worker.terminate()
+            worker.wait(120)
+            raise CommandFailed(f"bt worker {' '.join(worker_args)} did not start serving")
+        time.sleep(0.2)
+    datagen.queue_copies(db, template, ctx.sizes.queue_runs)
+    return _timed_drain(ctx, db, worker, time.perf_counter(), f"bt worker {' '.join(worker_args)}")
+
+
+def goal_15(ctx: Context) -> list[Row]:
+    n = ctx.sizes.queue_runs
+    what = f"`bt worker --dask local:2` draining {n} queued trivial runs (runs/s)"
+    base_what = f"`bt worker --max-parallel 2` (local), same {n} runs"
+    if not ctx.python_can_import("distributed"):
+        return [skipped_row("15", what, base_what, ">= 0.5x", "extra `dask` not installed")]
+    ctx.log(f"goal 15: draining {n} runs on a 2-process local Dask cluster vs locally")
+    work = ctx.folder("g10/work")
+    script = datagen.write_script(work, "trivial.py", datagen.TRIVIAL_SCRIPT)
+    dask_times, local_times = Series("dask"), Series("local")
+    for rep in range(ctx.sizes.heavy_repeats):
+        local_times.samples.append(
+            Sample(
+                _drain_ready_worker(ctx, "local", rep, script, work, ["--max-parallel", "2"]), 0, 0
+            )
+        )
+        dask_times.samples.append(
+            Sample(_drain_ready_worker(ctx, "dask", rep, script, work, ["--dask", "local:2"]), 0, 0)
+        )
+    dask_rate, local_rate = n / dask_times.median, n / local_times.median
+    ratio = dask_rate / local_rate
+    return [
+        Row(
+            "15",
+            what,
+            base_what,
+            f"{dask_rate:.1f} runs/s ({dask_times.time_text()} total)",
+            f"{local_rate:.1f} runs/s ({local_times.time_text()} total)",
+            f"{ratio:.2f}x",
+            ">= 0.5x",
+            ratio >= 0.5,
+            "both workers started and idle first (the cluster's start-up is not counted), then "
+            "the runs inserted into the registry at once; timed until none is queued or running",
+        )
+    ]
+
+
 GOALS: dict[str, Callable[[Context], list[Row]]] = {
     "1": goal_1,
     "2": goal_2,
@@ -1031,6 +1114,7 @@ GOALS: dict[str, Callable[[Context], list[Row]]] = {
     "11": goal_11,
     "12": goal_12,
     "13": goal_13,
+    "15": goal_15,
 }
 
 # Goal 14 (`bt serve`) lives in its own module; it needs the names above, hence the late import.

@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from btmanager.keeping.rebuild import Rebuild
     from btmanager.keeping.remove import Removal
     from btmanager.lifecycle.create import RunRequest
+    from btmanager.lifecycle.dask_worker import DaskWorker
     from btmanager.lifecycle.queue import Worker
     from btmanager.lifecycle.state import RunStates
     from btmanager.lifecycle.watch import RunObserver, StopRequest
@@ -336,6 +337,7 @@ class Service:
             problems.append(f"the results folder {root} cannot be read")
         counts = dict.fromkeys(STATUSES, 0)
         limit: int | None = None
+        dask = None
         if not problems:
             try:
                 registry = self.registry
@@ -344,6 +346,9 @@ class Service:
                     problems.append(f"the registry {self.settings.db_path} is corrupt: {verdict}")
                 counts = registry.count_by_status()
                 limit = self.parallel()
+                from btmanager.lifecycle.serving import serving
+
+                dask = serving(registry)
             except NoRegistry:
                 limit = self.parallel()
             except BtError as exc:
@@ -360,6 +365,8 @@ class Service:
             "results_dir": str(root),
             "max_parallel": limit,
         }
+        if dask is not None:
+            data["dask"] = dask.health()
         if problems:
             data["reason"] = "; ".join(problems)
         if notes:
@@ -392,8 +399,12 @@ class Service:
         current = states.request_cancel(run_id, "cancelled by user", grace)
         if current is None:
             return False
+        from btmanager.lifecycle.serving import DASK_EXECUTOR
+
         supervisor = current.supervisor_identity
-        if supervisor is not None:
+        # A Dask run's supervisor is the `bt worker --dask` serving many runs: it reads the
+        # request from the registry (a signal would stop it).
+        if supervisor is not None and current.executor != DASK_EXECUTOR:
             self.backend.signal(supervisor, "SIGTERM")
         return True
 
@@ -660,13 +671,37 @@ class Service:
     ) -> Worker:
         from btmanager.lifecycle.queue import Worker
 
+        self._before_worker(max_parallel, store_env_limit=not drain)
+        return Worker(self.settings, self.backend, idle_exit, drain, on_event)
+
+    def _before_worker(self, max_parallel: int | None, store_env_limit: bool) -> None:
+        """A worker's limit stored (`--max-parallel`, else BT_MAX_PARALLEL), the registry
+        migrated and settled, then closed: the worker opens its own connection (and forks)."""
         if max_parallel is not None:
             self.parallel(max_parallel)
-        elif not drain:
+        elif store_env_limit:
             self._store_env_limit()
-        self._writable_registry()  # migrate and settle before the loop starts
-        self.close()  # the worker forks: it opens its own connection
-        return Worker(self.settings, self.backend, idle_exit, drain, on_event)
+        self._writable_registry()
+        self.close()
+
+    def dask_worker(
+        self,
+        address: str,
+        max_parallel: int | None,
+        idle_exit: float | None,
+        on_event: Callable[[str], None] | None = None,
+    ) -> DaskWorker:
+        """`bt worker --dask ADDRESS`: the queue executed on a Dask cluster."""
+        import importlib.util
+
+        from btmanager.lifecycle.dask_worker import EXTRA_MISSING, DaskWorker, parse_address
+
+        # A bad address or a missing extra is refused before anything changes.
+        parse_address(address)
+        if importlib.util.find_spec("distributed") is None:
+            raise UsageError(EXTRA_MISSING)
+        self._before_worker(max_parallel, store_env_limit=True)
+        return DaskWorker(self.settings, address, self.backend, idle_exit, on_event)
 
     # --- many runs: sweeps, compare, plots (the work is in btmanager.sweeps, compare, plot) ---
 

@@ -459,7 +459,7 @@ def _rows(world: dict[str, Any], count: int) -> list[dict[str, Any]]:
     rows = []
     for n in range(count):
         row = {k: v for k, v in base.__dict__.items() if k not in ("seq", "status")}
-        row.update(run_id=f"{base.run_id[:-2]}{n:02d}", created_at=None, started_at=None)
+        row.update(run_id=f"{base.run_id}-{n:02d}", created_at=None, started_at=None)
         row.update(completed_at=None, error_message=None, failure_kind=None)
         rows.append(row)
     return rows

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -19,6 +19,10 @@ from btmanager.commands._selection import (
 )
 from btmanager.registry.model import Status
 from btmanager.settings import DEFAULT_GRACE
+
+if TYPE_CHECKING:
+    from btmanager.lifecycle.dask_worker import DaskWorker
+    from btmanager.lifecycle.queue import Worker
 
 
 @app.command()
@@ -132,11 +136,22 @@ def worker(
         bool,
         typer.Option("--drain", hidden=True, help="Exit as soon as nothing can be claimed."),
     ] = False,
+    dask: Annotated[
+        str | None,
+        typer.Option(
+            "--dask",
+            metavar="ADDRESS",
+            help="Execute the runs on a Dask cluster: a scheduler address (tcp://HOST:8786), "
+            "or local:N for a local cluster of N worker processes (extra `dask`).",
+        ),
+    ] = None,
 ) -> None:
     """Execute queued runs in the foreground (systemd, cron, CI).
 
     Not needed for `bt run -d`, which starts a worker on demand; this one stays until stopped
     (SIGTERM/Ctrl-C cancel the runs it is executing) or, with --idle-exit, until idle.
+    With --dask the runs execute on a Dask cluster (outputs and logs come back into their run
+    folders) and, while it serves, no local worker is started for queued runs.
     """
     from btmanager.commands import _options
 
@@ -147,7 +162,11 @@ def worker(
     from btmanager.execution.signals import stop_on_signals
 
     svc = service(ctx, spawn_workers=False)
-    pool = svc.worker(max_parallel, idle_exit, drain, on_event=_log_event)
+    pool: Worker | DaskWorker
+    if dask is not None:
+        pool = svc.dask_worker(dask, max_parallel, idle_exit, on_event=_log_event)
+    else:
+        pool = svc.worker(max_parallel, idle_exit, drain, on_event=_log_event)
     with stop_on_signals(lambda name: pool.request_stop(f"worker received {name}")):
         pool.run()
     if pool.stop.requested.is_set():

@@ -238,7 +238,7 @@ class LocalSupervisor:
             os.write(self.control_fd, message.replace("\n", " ").encode() + b"\n")
 
 
-def _become_supervisor(log_path: Path | None) -> None:
+def become_supervisor(log_path: Path | None) -> None:
     """In the forked child: own session, quiet standard streams, own signal handling."""
     os.setsid()
     null = os.open(os.devnull, os.O_RDWR)
@@ -280,7 +280,7 @@ class LocalBackend:
                 os.close(done_r)
                 if control_w is not None:
                     os.close(control_w)
-                _become_supervisor(log_path)
+                become_supervisor(log_path)
                 code = main(LocalEvents(control_r))
             except BaseException:
                 with contextlib.suppress(BaseException):

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 
 from btmanager.errors import BtError
 from btmanager.registry.db import NoRegistry, Registry
-from btmanager.registry.model import Status
+from btmanager.registry.model import Run, Status
 from btmanager.settings import Settings
 
 # Every command may call `ensure_worker`; only a worker needs the rest (start-up time).
@@ -36,8 +36,10 @@ _REGISTRY_RETRY = 2.0
 
 
 def ensure_worker(settings: Settings, registry: Registry, limit: int) -> bool:
-    """Spawn a drain worker if a queued run could start now. Returns whether one was spawned."""
-    if registry.has_claimable(limit):
+    """Spawn a drain worker if a queued run could start now. Returns whether one was spawned.
+
+    Never while a `bt worker --dask` serves the registry: the queue is the cluster's."""
+    if registry.has_claimable(limit) and not _dask_serves(registry):
         from btmanager.execution.spawn import spawn_worker
 
         spawn_worker(settings)
@@ -45,28 +47,35 @@ def ensure_worker(settings: Settings, registry: Registry, limit: int) -> bool:
     return False
 
 
-class Worker:
-    """Claims queued runs and starts a supervisor for each, within the stored limit."""
+def _dask_serves(registry: Registry) -> bool:
+    from btmanager.lifecycle.serving import serving
+
+    return serving(registry) is not None
+
+
+class QueueLoop:
+    """What a process executing the queue has, whatever executes the runs: the registry (busy,
+    full or broken: one line in the log, never a crash), settling, a stop request, idling."""
 
     def __init__(
         self,
         settings: Settings,
         backend: Backend,
         idle_exit: float | None,
-        drain: bool,
         on_event: Callable[[str], None] | None = None,
     ) -> None:
         from btmanager.lifecycle.watch import StopRequest
 
         self.settings, self.backend = settings, backend
         self.on_event = on_event or (lambda _message: None)
-        self.idle_exit, self.drain = idle_exit, drain
+        self.idle_exit = idle_exit
         self.identity = backend.current()
         self.stop = StopRequest()
-        self.children: dict[str, SupervisorHandle] = {}
         self._registry: Registry | None = None
         self._last_busy = time.monotonic()
         self._problem: str | None = None
+        self._next_settle = 0.0
+        self._cancel_sent = self._kill_sent = False
 
     def request_stop(self, reason: str) -> None:
         """Stop claiming and cancel the runs this worker started (a second request forces)."""
@@ -93,38 +102,11 @@ class Worker:
             self._registry.close()
             self._registry = None
 
-    def _report(self, problem: str) -> None:
+    def _report(self, problem: str, kind: str = "registry problem") -> None:
         """Say each distinct problem once (the log must not fill with the same line)."""
         if problem != self._problem:
             self._problem = problem
-            self.on_event(f"registry problem: {problem}")
-
-    # --- the loop ----------------------------------------------------------------------------
-
-    def run(self) -> None:
-        next_settle = 0.0
-        cancelled_sent = killed_sent = False
-        try:
-            while True:
-                now = time.monotonic()
-                if self.stop.requested.is_set():
-                    if not cancelled_sent:
-                        cancelled_sent = True
-                        self._cancel_children(self.stop.reason)
-                    if self.stop.forced.is_set() and not killed_sent:
-                        killed_sent = True
-                        self._signal_children("SIGUSR1")
-                else:
-                    if now >= next_settle:
-                        next_settle = now + _SETTLE_EVERY
-                        self._settle()
-                    self._claim_all()
-                self._reap()
-                if not self.children and self._done():
-                    return
-                self._wait(_BUSY_POLL if self.children else _IDLE_POLL)
-        finally:
-            self._close()
+            self.on_event(f"{kind}: {problem}")
 
     def _states(self, registry: Registry) -> RunStates:
         from btmanager.lifecycle.state import RunStates
@@ -143,21 +125,112 @@ class Worker:
         except BtError as exc:
             self._report(str(exc))
 
+    # --- what a loop does each round, and what its kind of worker supplies -------------------
+
+    def _stop_or_claim(self) -> None:
+        """Once a stop is requested, cancel this worker's runs (a second request kills them);
+        until then, settle now and then and claim what can start."""
+        if self.stop.requested.is_set():
+            if not self._cancel_sent:
+                self._cancel_sent = True
+                self._cancel_runs(self.stop.reason)
+            if self.stop.forced.is_set() and not self._kill_sent:
+                self._kill_sent = True
+                self._kill_runs()
+            return
+        now = time.monotonic()
+        if now >= self._next_settle:
+            self._next_settle = now + _SETTLE_EVERY
+            self._settle()
+        self._claim_all()
+
+    def _claim_all(self) -> None:
+        raise NotImplementedError
+
+    def _claim_one(self, executor: str | None = None) -> Run | None:
+        """The next run this worker may start (see `RunStates.claim`), or None."""
+        registry = self._open()
+        if registry is None:
+            return None
+        try:
+            run = self._states(registry).claim(self.identity, executor)
+        except BtError as exc:
+            self._report(str(exc))
+            return None
+        if run is not None:
+            self._problem = None
+        return run
+
+    def _cancel_runs(self, reason: str) -> None:
+        raise NotImplementedError
+
+    def _kill_runs(self) -> None:
+        raise NotImplementedError
+
+    def _request_cancels(self, run_ids: list[str], reason: str) -> None:
+        """Record a cancel request for each run (their supervisors act on it)."""
+        registry = self._open()
+        if registry is None:
+            return
+        for run_id in run_ids:
+            try:
+                self._states(registry).request_cancel(run_id, f"cancelled: {reason}")
+            except BtError as exc:
+                self._report(str(exc))
+
+    def _idle_long_enough(self) -> bool:
+        """With --idle-exit: nothing was queued or running for that long."""
+        if self.idle_exit is None:
+            return False
+        registry = self._open()
+        if registry is None:
+            return False
+        try:
+            counts = registry.count_by_status()
+        except BtError as exc:
+            self._report(str(exc))
+            return False
+        if counts[Status.QUEUED] or counts[Status.RUNNING]:
+            self._last_busy = time.monotonic()
+            return False
+        return time.monotonic() - self._last_busy >= self.idle_exit
+
+
+class Worker(QueueLoop):
+    """Claims queued runs and starts a supervisor for each, within the stored limit."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        backend: Backend,
+        idle_exit: float | None,
+        drain: bool,
+        on_event: Callable[[str], None] | None = None,
+    ) -> None:
+        super().__init__(settings, backend, idle_exit, on_event)
+        self.drain = drain
+        self.children: dict[str, SupervisorHandle] = {}
+
+    # --- the loop ----------------------------------------------------------------------------
+
+    def run(self) -> None:
+        try:
+            while True:
+                self._stop_or_claim()
+                self._reap()
+                if not self.children and self._done():
+                    return
+                self._wait(_BUSY_POLL if self.children else _IDLE_POLL)
+        finally:
+            self._close()
+
     def _claim_all(self) -> None:
         from btmanager.lifecycle.supervise import SupervisorJob, start_supervisor
 
-        while not self.stop.requested.is_set():
-            registry = self._open()
-            if registry is None:
-                return
-            try:
-                run = self._states(registry).claim(self.identity)
-            except BtError as exc:
-                self._report(str(exc))
-                return
+        while not self.stop.requested.is_set() and not self._dask_serves():
+            run = self._claim_one()
             if run is None:
                 return
-            self._problem = None
             job = SupervisorJob(self.settings.db_path, run, watched=False)
             self._close()  # no registry connection may cross a fork
             try:
@@ -165,6 +238,11 @@ class Worker:
                 self.on_event(f"started {run.run_id}")
             except (OSError, BtError) as exc:
                 self._fail_start(run.run_id, exc)
+
+    def _dask_serves(self) -> bool:
+        """While a `bt worker --dask` serves the registry, the queue is the cluster's."""
+        registry = self._open()
+        return registry is not None and _dask_serves(registry)
 
     def _fail_start(self, run_id: str, exc: Exception) -> None:
         from btmanager.lifecycle.exitrecord import ExitRecord
@@ -212,32 +290,24 @@ class Worker:
     def _done(self) -> bool:
         if self.stop.requested.is_set():
             return True
+        if not self.drain:
+            return self._idle_long_enough()
         registry = self._open()
         if registry is None:
-            return self.drain
+            return True
         try:
-            if self.drain:
-                return not registry.has_claimable(self._states(registry).limit())
-            if self.idle_exit is None:
-                return False
-            counts = registry.count_by_status()
+            limit = self._states(registry).limit()
+            return _dask_serves(registry) or not registry.has_claimable(limit)
         except BtError as exc:
             self._report(str(exc))
-            return self.drain
-        if counts[Status.QUEUED] or counts[Status.RUNNING]:
-            self._last_busy = time.monotonic()
-            return False
-        return time.monotonic() - self._last_busy >= self.idle_exit
+            return True
 
-    def _cancel_children(self, reason: str) -> None:
-        registry = self._open()
-        for run_id in list(self.children):
-            if registry is not None:
-                try:
-                    self._states(registry).request_cancel(run_id, f"cancelled: {reason}")
-                except BtError as exc:
-                    self._report(str(exc))
+    def _cancel_runs(self, reason: str) -> None:
+        self._request_cancels(list(self.children), reason)
         self._signal_children("SIGTERM")
+
+    def _kill_runs(self) -> None:
+        self._signal_children("SIGUSR1")
 
     def _signal_children(self, name: str) -> None:
         for handle in self.children.values():

@@ -8,6 +8,7 @@ process table say:
 - the script still runs: it stays `running` (cancellable, and ended if it outlives its time-out
   or a cancel request);
 - neither: `failed`, supervisor lost, with what was found.
+A run executed on a Dask cluster whose `bt worker --dask` died is `failed` ("executor lost").
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from btmanager.lifecycle import exitrecord
 from btmanager.lifecycle.exitrecord import ExitRecord
+from btmanager.lifecycle.serving import DASK_EXECUTOR
 from btmanager.lifecycle.state import RunStates
 from btmanager.registry.db import Registry
 from btmanager.registry.model import FailureKind, Run, Status
@@ -98,6 +100,17 @@ def settle_one(
     if record is not None:
         report = report_for(run, record)
         return states.end(run.run_id, record, report, metrics_for(run, report))
+    if run.executor == DASK_EXECUTOR:
+        # Its supervisor is the `bt worker --dask` that submitted it, and the script runs
+        # elsewhere (its pid means nothing here). While that process lives, it records the end;
+        # once it has died, its Dask task has ended the tree.
+        executor = run.supervisor_identity
+        if executor is not None and backend.is_alive(executor):
+            return None
+        return states.lose(
+            run.run_id,
+            f"executor lost: the bt worker --dask that ran it (pid {run.supervisor_pid}) died",
+        )
     script = run.script_identity
     supervisor = f"supervisor (pid {run.supervisor_pid})"
     if script is not None and backend.is_alive(script):

@@ -273,8 +273,11 @@ class RunStates:
                     [(row[at], dependency) for row in rows for dependency in after],
                 )
 
-    def claim(self, worker: ProcessIdentity) -> Run | None:
+    def claim(self, worker: ProcessIdentity, executor: str | None = None) -> Run | None:
         """Move the next startable queued run to `running`, within the stored limit.
+
+        `executor` ("dask"): the claiming process executes the run elsewhere and is its
+        supervisor too (recorded in the same write).
 
         One IMMEDIATE transaction holds the write lock across the checks and the update, so any
         number of concurrent workers can neither start a run twice nor exceed the global limit
@@ -290,17 +293,17 @@ class RunStates:
             if self.registry.running_count_in(db) < limit:
                 run_id = self.registry.next_claimable_in(db)
             if run_id is not None:
-                self.registry.update_in(
-                    db,
-                    run_id,
-                    {
-                        "status": str(Status.RUNNING),
-                        "started_at": self.clock.now_iso(),
-                        "worker_pid": worker.pid,
-                        "worker_create_time": worker.create_time,
-                    },
-                    (Status.QUEUED,),
-                )
+                values: dict[str, Any] = {
+                    "status": str(Status.RUNNING),
+                    "started_at": self.clock.now_iso(),
+                    "worker_pid": worker.pid,
+                    "worker_create_time": worker.create_time,
+                }
+                if executor is not None:
+                    values["executor"] = executor
+                    values["supervisor_pid"] = worker.pid
+                    values["supervisor_create_time"] = worker.create_time
+                self.registry.update_in(db, run_id, values, (Status.QUEUED,))
         for dropped_id in dropped:
             self._recorded(dropped_id)
         if run_id is None:
@@ -351,12 +354,17 @@ class RunStates:
             )
         return self.registry.get(run_id)
 
-    def script_started(self, run_id: str, script: ProcessIdentity) -> Run:
+    def script_started(self, run_id: str, script: ProcessIdentity, host: str | None = None) -> Run:
+        """The script runs, on `host` (default: this machine)."""
+        if host is None:
+            import socket
+
+            host = socket.gethostname()
         with self.registry.write() as db:
             self.registry.update_in(
                 db,
                 run_id,
-                {"pid": script.pid, "pid_create_time": script.create_time},
+                {"pid": script.pid, "pid_create_time": script.create_time, "host": host},
                 (Status.RUNNING,),
             )
         return self._recorded(run_id)

@@ -27,7 +27,7 @@ from btmanager.registry.model import Run
 from btmanager.timeutil import SYSTEM_CLOCK, Clock
 
 if TYPE_CHECKING:
-    from btmanager.execution import Backend, Outcome, ScriptProcess
+    from btmanager.execution import Backend, LaunchSpec, Outcome, ScriptProcess
     from btmanager.execution.base import Events, TreeStopper
 
 TICK = 0.1  # the longest the supervisor sleeps; a child's exit or a message wakes it at once
@@ -70,96 +70,91 @@ def validate_run_folder(run: Run) -> dict[str, Any]:
         return {"valid": False, "errors": [str(exc)], "warnings": [], "file_checks": {}}
 
 
-class Supervisor:
+class Supervision:
+    """Watch-and-end of one script, with no registry: start it, watch it (time-out, messages
+    from its watcher, the run folder vanishing), end its whole tree when asked, and hand back
+    how it ended as an `ExitRecord` (also written into the run folder).
+
+    `Supervisor` adds the registry (cancel requests, start and end recorded); the Dask
+    executor's remote side uses it as it is, on a machine that has no registry.
+    """
+
     def __init__(
         self,
-        job: SupervisorJob,
+        run_id: str,
+        run_dir: Path,
+        timeout: float | None,
+        grace: float,
         backend: Backend,
         events: Events,
+        watcher_gone: str | None,
         clock: Clock = SYSTEM_CLOCK,
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
-        self.job, self.backend, self.events, self.clock = job, backend, events, clock
+        self.run_id, self.run_dir = run_id, run_dir
+        self.timeout, self.grace = timeout, grace
+        self.backend, self.events, self.clock = backend, events, clock
         self.monotonic = monotonic
-        self.run = job.run
-        self.run_dir = Path(job.run.output_dir)
-        self.registry: Registry | None = None
+        # The cancel reason when the watcher's channel closes (None: nobody watches).
+        self.watcher_gone = watcher_gone
         self.stop: TreeStopper | None = None
         self.stop_reason: str | None = None  # a cancel (None for a time-out or lost folder)
+        self.message_grace: float | None = None  # the grace a watcher's `grace S` asked for
         self.timed_out: float | None = None
         self.folder_lost = False
         self.script: ScriptProcess | None = None
         self.log = LogReader(self.run_dir / "execution.log")
 
-    # --- the registry, which may be busy or unwritable at any moment ------------------------
-
-    def _states(self) -> RunStates | None:
-        if self.registry is None:
-            try:
-                # Never create it: a missing registry was moved or deleted, and a new empty one
-                # would not know this run (its exit record keeps the end instead).
-                self.registry = Registry(self.job.db_path, create=False)
-            except BtError:
-                return None
-        return RunStates(self.registry, self.clock)
-
-    def _try(self, action: str, *args: Any) -> Any:
-        states = self._states()
-        if states is None:
-            return None
-        try:
-            return getattr(states, action)(*args)
-        except BtError:
-            return None
+    # --- what a subclass adds ----------------------------------------------------------------
 
     def _cancel_request(self) -> tuple[str, float | None] | None:
-        """A cancel recorded in the registry (by `bt cancel` or a stopping worker)."""
-        states = self._states()
-        if states is None:
-            return None
-        try:
-            run = states.registry.get(self.run.run_id)
-        except BtError:
-            return None
-        if not run.cancel_requested:
-            return None
-        return run.error_message or "cancelled by user", run.cancel_grace
+        """A cancel recorded elsewhere than in the messages (reason, grace), or None."""
+        return None
+
+    def _spec(self) -> LaunchSpec:
+        raise NotImplementedError
+
+    def _supervised(self) -> None:
+        """The supervisor runs (before the script starts)."""
+
+    def _script_started(self, script: ScriptProcess) -> None:
+        """The script runs."""
 
     # --- life --------------------------------------------------------------------------------
 
-    def main(self) -> int:
-        try:
-            return self._main()
-        except Exception as exc:
-            # A bug must not leave the run `running` nor its tree behind: say so and end it.
-            import traceback
+    def _crashed(self, exc: Exception) -> ExitRecord:
+        """A bug must not leave the run `running` nor its tree behind: say so and end it."""
+        import traceback
 
-            traceback.print_exc()  # into the run's .bt/supervisor.log
-            error = f"{type(exc).__name__}: {exc}"
-            if self.script is not None:
-                self.backend.terminate(self.script.identity, self.run.run_id, 0.0)
-            return self._finish(
-                ExitRecord(None, self.clock.now_iso(), internal_error=error, cancelled=None)
-            )
+        traceback.print_exc()  # into the run's supervisor log
+        error = f"{type(exc).__name__}: {exc}"
+        if self.script is not None:
+            self.backend.terminate(self.script.identity, self.run_id, 0.0)
+        return ExitRecord(None, self.clock.now_iso(), internal_error=error, cancelled=None)
 
-    def _main(self) -> int:
-        me = self.backend.current()
-        self._try("supervised", self.run.run_id, me)
+    def _run_script(self) -> ExitRecord:
+        self._supervised()
         exitrecord.reserve(self.run_dir)
         before = self._stop_requested_before_start()
         if before is not None:
-            return self._finish(ExitRecord(None, self.clock.now_iso(), cancelled=before))
+            return ExitRecord(None, self.clock.now_iso(), cancelled=before)
         try:
-            self.script = self.backend.start_script(launch_spec(self.run))
+            self.script = self.backend.start_script(self._spec())
         except (OSError, ValueError) as exc:  # ValueError: e.g. a NUL byte in an argument
             reason = getattr(exc, "strerror", None) or str(exc)
-            return self._finish(ExitRecord(None, self.clock.now_iso(), launch_error=reason))
-        from btmanager.lifecycle.create import forget_environment
-
-        forget_environment(self.run_dir)  # the script has it now; no copy stays on disk
-        self._try("script_started", self.run.run_id, self.script.identity)
+            return ExitRecord(None, self.clock.now_iso(), launch_error=reason)
+        self._script_started(self.script)
         outcome = self._watch(self.script)
-        return self._finish(self._record(outcome))
+        return self._record(outcome)
+
+    def run_to_end(self) -> ExitRecord:
+        """Run the script to its end; how it ended, also written into the run folder."""
+        try:
+            record = self._run_script()
+        except Exception as exc:
+            record = self._crashed(exc)
+        exitrecord.write(self.run_dir, record)
+        return record
 
     def _stop_requested_before_start(self) -> str | None:
         for message in self.events.wait(0):
@@ -174,7 +169,7 @@ class Supervisor:
     def _message_reason(self, message: str) -> str | None:
         """The cancel reason a message or signal carries (None for other messages)."""
         if message == "EOF":
-            return WATCHER_GONE if self.job.watched else None
+            return self.watcher_gone
         if message.startswith("cancel "):
             return message[len("cancel ") :]
         if message in ("SIGTERM", "kill", "SIGUSR1"):
@@ -187,12 +182,19 @@ class Supervisor:
             return
         assert self.script is not None
         self.stop_reason = reason
-        grace = self.run.grace_seconds if grace is None else grace
-        self.stop = self.backend.stopper(self.script.identity, self.run.run_id, grace)
+        grace = self.grace if grace is None else grace
+        self.stop = self.backend.stopper(self.script.identity, self.run_id, grace)
         self.stop.begin()
 
     def _handle(self, messages: list[str]) -> None:
         for message in messages:
+            if message.startswith("grace "):
+                # Sent before a `cancel`: the grace of that cancel (e.g. `bt cancel --grace`).
+                try:
+                    self.message_grace = max(float(message[len("grace ") :]), 0.0)
+                except ValueError:
+                    pass
+                continue
             if message in ("kill", "SIGUSR1"):
                 if self.stop is None:
                     self._begin_stop(self._message_reason(message), 0.0)
@@ -202,7 +204,7 @@ class Supervisor:
             reason = self._message_reason(message)
             if reason is None:
                 continue
-            grace = None
+            grace = self.message_grace
             if message == "SIGTERM":
                 request = self._cancel_request()
                 grace = request[1] if request else None
@@ -210,7 +212,7 @@ class Supervisor:
 
     def _watch(self, script: ScriptProcess) -> Outcome:
         begin = self.monotonic()
-        timeout = self.run.timeout_seconds
+        timeout = self.timeout
         next_registry = begin + REGISTRY_POLL
         next_folder = begin + FOLDER_POLL
         next_sample = begin + SAMPLE_AFTER
@@ -225,7 +227,7 @@ class Supervisor:
                 # The record is written as soon as the script ends, before its leftovers are
                 # ended (that may take the grace period), so nothing is lost if we die now.
                 exitrecord.write(self.run_dir, self._record(outcome))
-                if self.backend.leftovers_exist(script.identity, self.run.run_id):
+                if self.backend.leftovers_exist(script.identity, self.run_id):
                     # What the script left running is still the run's: it ends with the run.
                     self._begin_stop(None)
             if self.stop is not None:
@@ -272,6 +274,89 @@ class Supervisor:
             log_size=self.log.offset,
             log_lines=self.log.lines,
         )
+
+
+class Supervisor(Supervision):
+    """A run's supervisor: `Supervision` plus the registry (the start, cancel requests from
+    `bt cancel` or a stopping worker, and the end, validated, are recorded there)."""
+
+    def __init__(
+        self,
+        job: SupervisorJob,
+        backend: Backend,
+        events: Events,
+        clock: Clock = SYSTEM_CLOCK,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
+        run = job.run
+        super().__init__(
+            run.run_id,
+            Path(run.output_dir),
+            run.timeout_seconds,
+            run.grace_seconds,
+            backend,
+            events,
+            WATCHER_GONE if job.watched else None,
+            clock,
+            monotonic,
+        )
+        self.job = job
+        self.run = run
+        self.registry: Registry | None = None
+
+    # --- the registry, which may be busy or unwritable at any moment ------------------------
+
+    def _states(self) -> RunStates | None:
+        if self.registry is None:
+            try:
+                # Never create it: a missing registry was moved or deleted, and a new empty one
+                # would not know this run (its exit record keeps the end instead).
+                self.registry = Registry(self.job.db_path, create=False)
+            except BtError:
+                return None
+        return RunStates(self.registry, self.clock)
+
+    def _try(self, action: str, *args: Any) -> Any:
+        states = self._states()
+        if states is None:
+            return None
+        try:
+            return getattr(states, action)(*args)
+        except BtError:
+            return None
+
+    def _cancel_request(self) -> tuple[str, float | None] | None:
+        """A cancel recorded in the registry (by `bt cancel` or a stopping worker)."""
+        states = self._states()
+        if states is None:
+            return None
+        try:
+            run = states.registry.get(self.run.run_id)
+        except BtError:
+            return None
+        if not run.cancel_requested:
+            return None
+        return run.error_message or "cancelled by user", run.cancel_grace
+
+    def _spec(self) -> LaunchSpec:
+        return launch_spec(self.run)
+
+    def _supervised(self) -> None:
+        self._try("supervised", self.run.run_id, self.backend.current())
+
+    def _script_started(self, script: ScriptProcess) -> None:
+        from btmanager.lifecycle.create import forget_environment
+
+        forget_environment(self.run_dir)  # the script has it now; no copy stays on disk
+        self._try("script_started", self.run.run_id, script.identity)
+
+    # --- life --------------------------------------------------------------------------------
+
+    def main(self) -> int:
+        try:
+            return self._finish(self._run_script())
+        except Exception as exc:
+            return self._finish(self._crashed(exc))
 
     def _finish(self, record: ExitRecord) -> int:
         from btmanager.lifecycle.create import forget_environment

@@ -412,6 +412,12 @@ def health_line(health: Mapping[str, Any]) -> str:
         f"{health['status']}: {health['active_runs']} running, {health['queued_runs']} queued "
         f"(limit {health['max_parallel']}); registry {registry}"
     )
+    dask = health.get("dask")
+    if dask:
+        text += (
+            f"; served by bt worker --dask: scheduler {dask['scheduler']}, "
+            f"{dask['workers']} workers, {dask['threads']} threads"
+        )
     if health.get("problem"):
         text += f"; {health['problem']}"
     return text
