@@ -459,18 +459,6 @@ class Service:
 
     # --- logs and files -------------------------------------------------------------------
 
-    @staticmethod
-    def _check_folder(run: Run) -> None:
-        if run.status == QUEUED:
-            return  # a sweep's queued runs get their folder when they start
-        if not Path(run.output_dir).is_dir():
-            raise NotFoundError(f"Run folder not found: {run.output_dir} (moved or deleted?)")
-
-    def _log_path(self, run: Run) -> Path:
-        from btmanager.logs import LOG_FILE
-
-        return Path(run.output_dir) / LOG_FILE
-
     def logs(self, ref: str, lines: int) -> LogTail:
         if lines < 0:
             raise UsageError("--lines must be 0 or more")

@@ -103,14 +103,12 @@ def run_values(
     detached: bool,
     params: Mapping[str, ParamValue] | None = None,
     label: str | None = None,
-    keep_env: bool = False,
 ) -> dict[str, Any]:
     """The registry row of one run of `request` (`params`/`label` replace the request's).
 
     Params keep their types in the registry (a params file's numbers and booleans) and reach
     the script as text. The environment is never part of the row: a detached run's waits in a
     file of its own (see `save_environment`), a sweep's in one file for all its runs.
-    (`keep_env` is ignored.)
     """
     params = request.params if params is None else params
     return {

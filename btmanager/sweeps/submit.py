@@ -137,7 +137,6 @@ class _RowMaker:
             detached=True,
             params=first.params[0],
             label=first.labels[0],
-            keep_env=False,
         )
         self.columns = list(template)
         self.template = [
