@@ -103,13 +103,16 @@ class Service:
         backend: Backend | None = None,
         spawn_workers: bool = True,
         clock: Clock = SYSTEM_CLOCK,
+        reader: Registry | None = None,
     ) -> None:
         self.settings = settings
         self._backend = backend
         # Workers themselves must not spawn workers on start-up (that would chain forever).
         self.spawn_workers = spawn_workers
         self.clock = clock
-        self._registry: Registry | None = None
+        # A reader given is used as it is, without the housekeeping of an open (its owner
+        # does that elsewhere).
+        self._registry: Registry | None = reader
         self._writable: Registry | None = None
         self.housekeeping_problem: str | None = None
 

@@ -92,13 +92,15 @@ def _make_private(db_path: Path) -> None:
         pass  # not ours to change, or no geteuid (Windows): leave it
 
 
-def connect(db_path: Path, create: bool = True, readonly: bool = False) -> sqlite3.Connection:
+def connect(
+    db_path: Path, create: bool = True, readonly: bool = False, busy_ms: int = BUSY_TIMEOUT_MS
+) -> sqlite3.Connection:
     """Open (creating if needed) and migrate the registry; autocommit mode, WAL, busy timeout.
 
     With `create=False` a missing file is `NoRegistry`, so commands that only read never leave
     an empty registry behind in a folder the user did not mean. With `readonly=True` the file is
     opened read-only (no write, no lock taken, works on a full disk) unless it still needs a
-    migration.
+    migration. `busy_ms` is how long to wait for another process's lock before failing.
     """
     if not create and not db_path.exists():
         raise NoRegistry(f"No registry at {db_path} (no runs recorded there yet)")
@@ -106,19 +108,19 @@ def connect(db_path: Path, create: bool = True, readonly: bool = False) -> sqlit
         raise StorageError(f"The results folder {db_path.parent} is not a directory")
     if readonly:
         try:
-            return _open_readonly(db_path)
+            return _open_readonly(db_path, busy_ms)
         except _NeedsWrite:
             pass
     try:
         db_path.parent.mkdir(parents=True, exist_ok=True)
         _create_private(db_path)
         _make_private(db_path)
-        db = sqlite3.connect(db_path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None)
+        db = sqlite3.connect(db_path, timeout=busy_ms / 1000, isolation_level=None)
     except (sqlite3.Error, OSError) as exc:
         raise _translate(db_path, exc) from exc
     try:
         db.row_factory = sqlite3.Row
-        db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+        db.execute(f"PRAGMA busy_timeout = {int(busy_ms)}")
         version = _check_version(db, db_path)
         if version < LATEST_VERSION:
             # WAL lets readers and one writer work at once; it is persistent, so set it once.
@@ -153,9 +155,9 @@ def _check_version(db: sqlite3.Connection, db_path: Path) -> int:
     return version
 
 
-def _open_readonly(db_path: Path) -> sqlite3.Connection:
+def _open_readonly(db_path: Path, busy_ms: int) -> sqlite3.Connection:
     try:
-        return _open_readonly_as(db_path, immutable=False)
+        return _open_readonly_as(db_path, busy_ms, immutable=False)
     except StorageError:
         # A WAL database read-only needs its -shm file, and cannot create one on a full or
         # read-only disk. With no write-ahead log (the last writer folded it in and removed
@@ -167,18 +169,18 @@ def _open_readonly(db_path: Path) -> sqlite3.Connection:
             empty_log = False
         if not empty_log:
             raise
-        return _open_readonly_as(db_path, immutable=True)
+        return _open_readonly_as(db_path, busy_ms, immutable=True)
 
 
-def _open_readonly_as(db_path: Path, immutable: bool) -> sqlite3.Connection:
+def _open_readonly_as(db_path: Path, busy_ms: int, immutable: bool) -> sqlite3.Connection:
     uri = f"{db_path.absolute().as_uri()}?mode=ro" + ("&immutable=1" if immutable else "")
     try:
-        db = sqlite3.connect(uri, uri=True, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None)
+        db = sqlite3.connect(uri, uri=True, timeout=busy_ms / 1000, isolation_level=None)
     except sqlite3.Error as exc:
         raise _translate(db_path, exc) from exc
     try:
         db.row_factory = sqlite3.Row
-        db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+        db.execute(f"PRAGMA busy_timeout = {int(busy_ms)}")
         if _check_version(db, db_path) < LATEST_VERSION:
             db.close()
             raise _NeedsWrite
@@ -279,10 +281,16 @@ def _escape_like(text: str) -> str:
 class Registry:
     """Typed access to the runs table. Use as a context manager to close the connection."""
 
-    def __init__(self, path: Path, create: bool = True, readonly: bool = False) -> None:
+    def __init__(
+        self,
+        path: Path,
+        create: bool = True,
+        readonly: bool = False,
+        busy_ms: int = BUSY_TIMEOUT_MS,
+    ) -> None:
         self.path = path
         self.readonly = readonly
-        self.db = connect(path, create, readonly)
+        self.db = connect(path, create, readonly, busy_ms)
         # Counts of selections, with the data version they were made at (read-only only).
         self._counts: dict[tuple[str, tuple[Any, ...]], tuple[int, int]] = {}
 

@@ -34,6 +34,7 @@ def create_app(config: ServeConfig) -> FastAPI:
             yield
         finally:
             state.shutdown.set()
+            state.loop_reads.close()
 
     app = FastAPI(
         title="bt serve",

@@ -18,6 +18,7 @@ from urllib.parse import quote
 from fastapi import APIRouter, Depends, Header, Query, Request
 from fastapi import Path as PathParam
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictFloat, StrictInt, StrictStr
+from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response, StreamingResponse
 
 from btmanager.errors import AmbiguousRunError, NotFoundError, UsageError
@@ -178,11 +179,24 @@ def submit_run(body: RunBody, request: Request) -> Response:
     return BtJSONResponse(document, status_code=202, headers={"Location": location})
 
 
-@router.get("/backtest/status/{run_id}", summary="A run's status (as `bt status --json`)")
-def status(run_id: RunRef, request: Request) -> Response:
+def status_document(svc: Service, run_id: str) -> dict[str, Any]:
+    run = svc.status(run_id)
+    return {**run.to_status_dict(), **svc.details(run)}
+
+
+def status_from_pool(run_id: str, request: Request) -> dict[str, Any]:
     with service(request) as svc:
-        run = svc.status(run_id)
-        return BtJSONResponse({**run.to_status_dict(), **svc.details(run)})
+        return status_document(svc, run_id)
+
+
+@router.get("/backtest/status/{run_id}", summary="A run's status (as `bt status --json`)")
+async def status(run_id: RunRef, request: Request) -> Response:
+    # The route pages and scripts poll: answered on the event loop when the registry can be
+    # read at once (see `LoopReads`), else by the thread pool like every other route.
+    document = state_of(request).loop_reads.answer(lambda svc: status_document(svc, run_id))
+    if document is None:
+        document = await run_in_threadpool(status_from_pool, run_id, request)
+    return BtJSONResponse(document)
 
 
 @router.get("/backtest/list", summary="Runs, newest first (as `bt list --json`)")
