@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -280,7 +280,7 @@ def compare(
     if options.pivot is not None and options.metric is None:
         raise UsageError("--pivot needs --metric M (the value shown in each cell)")
     if selection.status is None and (not selection.is_empty or not ids):
-        selection = replace(selection, status=str(Status.COMPLETED))
+        selection = selection._replace(status=str(Status.COMPLETED))
     where, args = _scope(ids, selection)
     backfill(registry, writable, where, args)
 

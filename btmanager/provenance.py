@@ -11,9 +11,8 @@ from __future__ import annotations
 import os
 import sys
 from collections.abc import Mapping
-from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, NamedTuple
 
 from btmanager import __version__
 
@@ -24,8 +23,7 @@ GIT_TIMEOUT = 2.0  # seconds per git call: a hung network filesystem must not ha
 MAX_COPY_BYTES = 16 << 20
 
 
-@dataclass(frozen=True)
-class SavedSource:
+class SavedSource(NamedTuple):
     """A script copy saved with an earlier run (`bt rerun --exact` runs it): the git state it
     came from is that run's, not that of wherever the copy lies."""
 

@@ -9,9 +9,8 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable, Generator, Iterator, Sequence
-from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, BinaryIO
+from typing import TYPE_CHECKING, Any, BinaryIO, NamedTuple
 
 from btmanager.errors import BtError, NotFoundError, UsageError
 from btmanager.registry.db import NoRegistry, Registry, Selection
@@ -42,8 +41,7 @@ QUEUED, RUNNING = Status.QUEUED, Status.RUNNING
 _WAIT_POLL = 0.2
 
 
-@dataclass
-class LogTail:
+class LogTail(NamedTuple):
     run_id: str
     lines: list[str]
     total_lines: int
@@ -52,14 +50,12 @@ class LogTail:
         return {"run_id": self.run_id, "lines": self.lines, "total_lines": self.total_lines}
 
 
-@dataclass(frozen=True)
-class LogLine:
+class LogLine(NamedTuple):
     number: int  # the first line of a log is 1
     text: str
 
 
-@dataclass
-class CancelResult:
+class CancelResult(NamedTuple):
     success: bool
     message: str
     run: Run
@@ -68,8 +64,7 @@ class CancelResult:
         return {"success": self.success, "message": self.message}
 
 
-@dataclass
-class Listing:
+class Listing(NamedTuple):
     run: Run
     files: list[ResultFile]
 
@@ -81,8 +76,7 @@ class Listing:
         }
 
 
-@dataclass
-class ValidationOutcome:
+class ValidationOutcome(NamedTuple):
     report: Report
     name: str  # the run id, or the folder validated
     run: Run | None

@@ -7,8 +7,8 @@ functions receive explicit paths and never read the environment themselves.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 DEFAULT_RESULTS_DIR = "results"
 REGISTRY_FILENAME = "bt.sqlite3"
@@ -18,8 +18,7 @@ DEFAULT_GRACE = 10.0
 MAX_PARALLEL_ENV = "BT_MAX_PARALLEL"
 
 
-@dataclass(frozen=True)
-class Settings:
+class Settings(NamedTuple):
     results_dir: Path
     db_path: Path
     # BT_MAX_PARALLEL of this command's environment, if set: commands that queue work store it

@@ -22,9 +22,12 @@ if TYPE_CHECKING:
 
 def load_rules_dict(rules_file: Path | None) -> dict[str, object] | None:
     """--rules FILE, else ./bt.toml if present; parsed now so the run keeps these rules."""
+    cwd = Path.cwd()
+    if rules_file is None and not (cwd / "bt.toml").exists():
+        return None  # the usual case, told without importing the rules parser (~8 ms)
     from btmanager.validation.rules import load_rules
 
-    rules = load_rules(rules_file, Path.cwd())
+    rules = load_rules(rules_file, cwd)
     return rules.to_dict() if rules is not None else None
 
 

@@ -3,15 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 from btmanager.registry.model import ProcessIdentity
 
 
-@dataclass(frozen=True)
-class LaunchSpec:
+class LaunchSpec(NamedTuple):
     """Everything needed to start one run's script."""
 
     argv: list[str]
@@ -22,8 +20,7 @@ class LaunchSpec:
     nice: int | None = None
 
 
-@dataclass(frozen=True)
-class Outcome:
+class Outcome(NamedTuple):
     """How a script ended. `exit_code` is minus the signal number when killed by a signal."""
 
     exit_code: int

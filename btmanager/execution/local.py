@@ -269,6 +269,10 @@ class LocalBackend:
     ) -> LocalSupervisor:
         if not _IS_POSIX:
             raise BtError("bt supervises runs with fork(), which this system does not have")
+        if sys.platform.startswith("linux"):
+            # The supervisor needs ctypes (prctl) before it starts the script. Imported after
+            # the fork it costs twice as much: every page it touches is copied first.
+            import ctypes  # noqa: F401
         control_r, control_w = os.pipe() if watched else (None, None)
         done_r, done_w = os.pipe()
         sys.stdout.flush()

@@ -6,7 +6,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from btmanager.command import (
     RUN_ID_SAMPLE,
@@ -78,8 +78,7 @@ def _make_run_folder(settings: Settings) -> tuple[str, Path]:
     raise StorageError(f"Could not find a free run id in {settings.results_dir}")
 
 
-@dataclass(frozen=True)
-class Prepared:
+class Prepared(NamedTuple):
     """What every run of one request shares, resolved once (a sweep has thousands of runs)."""
 
     script: Path

@@ -10,17 +10,15 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 STATE_DIR = ".bt"  # bt's own files inside a run folder
 EXIT_RECORD = "exit.json"
 RECORD_SIZE = 4096
 
 
-@dataclass
-class ExitRecord:
+class ExitRecord(NamedTuple):
     """How a script ended. `exit_code` is minus the signal number when a signal killed it."""
 
     exit_code: int | None
@@ -36,11 +34,11 @@ class ExitRecord:
     log_lines: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return self._asdict()
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ExitRecord:
-        known = {name: data[name] for name in cls.__dataclass_fields__ if name in data}
+        known = {name: data[name] for name in cls._fields if name in data}
         return cls(**known)
 
 

@@ -9,6 +9,7 @@ runs have ended. `bt health` shows the cluster it serves. Cheap to read (one set
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -41,6 +42,9 @@ class DaskServing:
 
 
 def this_host() -> str:
+    """This machine's name (gethostname), without importing socket where uname has it."""
+    if hasattr(os, "uname"):
+        return os.uname().nodename
     import socket
 
     return socket.gethostname()

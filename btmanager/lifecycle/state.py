@@ -17,9 +17,8 @@ from __future__ import annotations
 import os
 import sqlite3
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from btmanager.lifecycle.exitrecord import ExitRecord
 from btmanager.registry.db import Registry
@@ -34,8 +33,7 @@ def default_limit() -> int:
     return os.cpu_count() or 1
 
 
-@dataclass(frozen=True)
-class Decision:
+class Decision(NamedTuple):
     status: Status
     failure_kind: FailureKind | None
     message: str | None
@@ -357,9 +355,9 @@ class RunStates:
     def script_started(self, run_id: str, script: ProcessIdentity, host: str | None = None) -> Run:
         """The script runs, on `host` (default: this machine)."""
         if host is None:
-            import socket
+            from btmanager.lifecycle.serving import this_host
 
-            host = socket.gethostname()
+            host = this_host()
         with self.registry.write() as db:
             self.registry.update_in(
                 db,

@@ -16,9 +16,8 @@ import re
 import sqlite3
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ParamSpec, TypeVar
+from typing import Any, NamedTuple, ParamSpec, TypeVar
 
 from btmanager.errors import AmbiguousRunError, NotFoundError, RegistryError, StorageError
 from btmanager.registry.migrations import LATEST_VERSION, migrate
@@ -215,8 +214,7 @@ ORDER BY r.seq
 """
 
 
-@dataclass(frozen=True)
-class Selection:
+class Selection(NamedTuple):
     """Which runs a command acts on (`--sweep/--label/--tag/--status/--script`): all must hold.
 
     `sweep` is a full sweep id (resolve prefixes with `Registry.resolve_sweep`); `script`

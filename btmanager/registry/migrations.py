@@ -10,13 +10,12 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Callable
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from btmanager.timeutil import now_iso
 
 
-@dataclass(frozen=True)
-class Migration:
+class Migration(NamedTuple):
     name: str
     apply: Callable[[sqlite3.Connection], None]
 

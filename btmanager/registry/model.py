@@ -7,7 +7,7 @@ import json
 import sqlite3
 from dataclasses import dataclass, field, fields
 from enum import StrEnum
-from typing import Any
+from typing import Any, NamedTuple
 
 from btmanager.timeutil import parse_iso, seconds_between
 
@@ -52,8 +52,7 @@ FAILURE_REASONS = {
 }
 
 
-@dataclass(frozen=True)
-class ProcessIdentity:
+class ProcessIdentity(NamedTuple):
     """A pid plus its create time: together they survive pid reuse."""
 
     pid: int
