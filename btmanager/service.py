@@ -6,6 +6,7 @@ methods and return the same JSON shapes.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 from collections.abc import Callable, Generator, Iterator, Sequence
@@ -223,7 +224,15 @@ class Service:
 
     # --- runs ---------------------------------------------------------------------------
 
-    def run_foreground(self, request: RunRequest, observer: RunObserver, stop: StopRequest) -> Run:
+    def run_foreground(
+        self,
+        request: RunRequest,
+        observer: RunObserver,
+        stop: StopRequest,
+        meanwhile: Callable[[], None] | None = None,
+    ) -> Run:
+        """Run in the foreground, watched by this process; `meanwhile` is called once while
+        the script runs (the caller's preparations for showing the end)."""
         from btmanager.lifecycle.create import create_run
         from btmanager.lifecycle.supervise import SupervisorJob, start_supervisor
         from btmanager.lifecycle.watch import watch
@@ -235,7 +244,15 @@ class Service:
         self.close()
         job = SupervisorJob(self.settings.db_path, run, watched=True)
         supervisor = start_supervisor(job, self.backend)
-        watch(run, supervisor, observer, stop)
+
+        def prepare() -> None:
+            # Open the registry for reading the end now, not after it (the fork is behind us).
+            with contextlib.suppress(BtError):
+                self.registry  # noqa: B018
+            if meanwhile is not None:
+                meanwhile()
+
+        watch(run, supervisor, observer, stop, prepare)
         # Reading it again also does the housekeeping: this run's slot is free again, so a
         # worker is started if queued runs can start now.
         final = self.registry.get(run.run_id)

@@ -206,7 +206,9 @@ def run_attached(svc: object, request: RunRequest, json_output: bool) -> int:
 
         observer = PlainRunView()
     with stop_on_signals(lambda name: stop.request(_stop_reason(name))):
-        final = svc.run_foreground(request, observer, stop)
+        final = svc.run_foreground(
+            request, observer, stop, lambda: _prepare_final(json_output, rich)
+        )
     try:
         _show_final(final, svc.details(final), json_output, rich)
     except OSError:
@@ -218,6 +220,22 @@ def _stop_reason(signal_name: str) -> str:
     if signal_name == "SIGHUP":
         return "terminal closed (SIGHUP)"
     return f"received {signal_name}"
+
+
+def _prepare_final(json_output: bool, rich: bool) -> None:
+    """Import what `_show_final` needs while the script runs (~10 ms the end would wait)."""
+    from btmanager import logerror  # noqa: F401
+    from btmanager.validation import metrics  # noqa: F401
+
+    if json_output:
+        return
+    from btmanager import plot  # noqa: F401
+    from btmanager.validation import report  # noqa: F401
+
+    if rich:
+        from btmanager.render import runs, validation  # noqa: F401
+    else:
+        from btmanager.render import text  # noqa: F401
 
 
 def _show_final(final: Run, details: dict[str, Any], json_output: bool, rich: bool) -> None:

@@ -8,6 +8,7 @@ run never goes on unwatched.
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
@@ -85,12 +86,24 @@ class _Guarded:
             self.observer = None
 
 
-def watch(run: Run, supervisor: SupervisorHandle, observer: RunObserver, stop: StopRequest) -> None:
-    """Mirror the run's log until its supervisor exits, relaying stop requests to it."""
+def watch(
+    run: Run,
+    supervisor: SupervisorHandle,
+    observer: RunObserver,
+    stop: StopRequest,
+    meanwhile: Callable[[], None] | None = None,
+) -> None:
+    """Mirror the run's log until its supervisor exits, relaying stop requests to it.
+
+    `meanwhile` is called once, at the start: work the end needs that can be done while the
+    script runs (on a core it leaves idle) rather than after it.
+    """
     import time
 
     shown = _Guarded(observer)
     shown.call("started", run)
+    if meanwhile is not None:
+        meanwhile()
     log = LogReader(Path(run.output_dir) / LOG_FILE)
     begin = time.monotonic()
     sent_cancel = sent_kill = False
