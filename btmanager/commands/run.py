@@ -1,6 +1,8 @@
-"""`bt run`: start a backtest in the foreground, or queue it with --detach."""
+"""`bt run`: start a backtest in the foreground, or queue it with --detach.
 
-from __future__ import annotations
+No `from __future__ import annotations` here: Typer reads the options from the annotations of
+`run`, and evaluating 17 of them from strings (compiling each) cost ~8 ms per `bt run`.
+"""
 
 import os
 import sys
@@ -184,7 +186,7 @@ def print_queued(queued: Run, json_output: bool) -> None:
         sys.stdout.write(queued.run_id + "\n")
 
 
-def run_attached(svc: object, request: RunRequest, json_output: bool) -> int:
+def run_attached(svc: object, request: "RunRequest", json_output: bool) -> int:
     """A foreground run, mirrored live, then its summary; the exit code to return."""
     from btmanager.execution.signals import stop_on_signals
     from btmanager.lifecycle.watch import QuietObserver, RunObserver, StopRequest
