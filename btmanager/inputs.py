@@ -8,9 +8,8 @@ is limited, and every problem is one error naming the file.
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from btmanager.errors import BtError, UsageError
 
@@ -20,8 +19,7 @@ MAX_INPUT_BYTES = 1024 * 1024
 MAX_DEPTH = 32
 
 
-@dataclass(frozen=True)
-class Wording:
+class Wording(NamedTuple):
     """How problems with an input file are said: format strings with {what} (e.g. "Params
     file"), {lower} (the same in lower case), {path} (as given), {detail}, {limit}, {depth}.
 

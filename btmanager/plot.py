@@ -13,10 +13,9 @@ import math
 import os
 import stat
 from collections.abc import Sequence
-from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from btmanager.errors import UsageError
 
@@ -38,8 +37,7 @@ class PnlError(Exception):
     """pnl.csv is missing or cannot be read as a curve; the message says why."""
 
 
-@dataclass
-class Curve:
+class Curve(NamedTuple):
     run_id: str
     label: str | None
     dates: list[str]

@@ -10,8 +10,7 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import asdict, dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from btmanager.errors import BtError
 from btmanager.registry.db import Registry
@@ -21,8 +20,7 @@ DASK_WORKER_KEY = "dask_worker"
 DASK_EXECUTOR = "dask"  # the `executor` of runs executed on a Dask cluster
 
 
-@dataclass(frozen=True)
-class DaskServing:
+class DaskServing(NamedTuple):
     """A `bt worker --dask` process and the cluster it uses."""
 
     pid: int
@@ -79,7 +77,7 @@ def serving(registry: Registry) -> DaskServing | None:
 
 
 def record(registry: Registry, serving_now: DaskServing) -> None:
-    registry.set_setting(DASK_WORKER_KEY, json.dumps(asdict(serving_now)))
+    registry.set_setting(DASK_WORKER_KEY, json.dumps(serving_now._asdict()))
 
 
 def clear(registry: Registry, mine: ProcessIdentity) -> None:

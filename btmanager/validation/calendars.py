@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Iterable
-from dataclasses import dataclass, field
 from datetime import date, timedelta
 from types import ModuleType
 
@@ -20,13 +19,20 @@ class CalendarUnavailable(Exception):
     """The calendar cannot answer for these dates (e.g. outside the range it knows)."""
 
 
-@dataclass
 class DayCheck:
     """How a set of days compares with a calendar's sessions between the first and last day."""
 
-    calendar: str
-    missing: list[date] = field(default_factory=list)  # sessions without a row
-    off_days: list[date] = field(default_factory=list)  # days with rows that are not sessions
+    # A plain class: a dataclass costs ~1 ms to build at import, on every validated run.
+    def __init__(
+        self,
+        calendar: str,
+        missing: list[date] | None = None,
+        off_days: list[date] | None = None,
+    ) -> None:
+        self.calendar = calendar
+        self.missing: list[date] = missing if missing is not None else []  # sessions without a row
+        # Days with rows that are not sessions.
+        self.off_days: list[date] = off_days if off_days is not None else []
 
     @property
     def is_exchange(self) -> bool:

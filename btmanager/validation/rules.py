@@ -77,7 +77,7 @@ import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path, PurePosixPath
-from typing import Any, Literal, cast
+from typing import Any, Literal, NamedTuple, cast
 
 from btmanager.errors import RulesError
 from btmanager.inputs import Wording
@@ -134,8 +134,7 @@ _RULE_KEYS = {
 }
 
 
-@dataclass(frozen=True)
-class TradesRules:
+class TradesRules(NamedTuple):
     """Thresholds for trades.csv; None means the rule is off."""
 
     max_loss_per_trade: float | None = None
@@ -143,8 +142,7 @@ class TradesRules:
     severity: Severity = "warning"
 
 
-@dataclass(frozen=True)
-class PnlRules:
+class PnlRules(NamedTuple):
     """Thresholds for pnl.csv; None means the rule is off (capital: found elsewhere)."""
 
     max_drawdown_pct: float | None = None
@@ -164,8 +162,8 @@ class Rules:
     files: Mapping[str, Level] = field(default_factory=lambda: dict(DEFAULT_FILES))
     columns: Mapping[str, Mapping[str, Level]] = field(default_factory=_default_columns)
     metrics: Mapping[str, Level] = field(default_factory=lambda: dict(DEFAULT_METRICS))
-    trades: TradesRules = TradesRules()
-    pnl: PnlRules = PnlRules()
+    trades: TradesRules = TradesRules()  # noqa: RUF009 - an immutable NamedTuple
+    pnl: PnlRules = PnlRules()  # noqa: RUF009
     source: str | None = None
     min_bytes: Mapping[str, int] = field(default_factory=lambda: dict(DEFAULT_MIN_BYTES))
     disabled: frozenset[str] = frozenset()

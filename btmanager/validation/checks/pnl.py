@@ -10,9 +10,8 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable
-from dataclasses import dataclass
 from datetime import date, datetime
-from typing import Any, ClassVar
+from typing import Any, ClassVar, NamedTuple
 
 from btmanager.validation import calendars
 from btmanager.validation.checks.csv_file import big_enough, read_csv, report_cells
@@ -163,8 +162,7 @@ def _dates(days: list[date]) -> str:
     return f"({shown}{', ...' if len(days) > SHOWN else ''})"
 
 
-@dataclass
-class Drawdown:
+class Drawdown(NamedTuple):
     pct: float
     line: int
     day: date | None
@@ -220,7 +218,7 @@ class PnlCheck:
             positions.shift(first_line)
         self.last_line += first_line
         if self.worst is not None:
-            self.worst.line += first_line
+            self.worst = self.worst._replace(line=self.worst.line + first_line)
 
     def add_row(self, line: int, fields: list[str]) -> None:
         self.last_line = line

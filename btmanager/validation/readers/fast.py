@@ -17,9 +17,8 @@ import codecs
 import io
 import os
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, BinaryIO, Literal, cast
+from typing import TYPE_CHECKING, Any, BinaryIO, Literal, NamedTuple, cast
 
 from btmanager.validation.findings import SHOWN, Positions
 from btmanager.validation.readers.source import Source, reading
@@ -42,8 +41,7 @@ class GiveUp(Exception):
     """The fast scan cannot vouch for the file; read it with the stdlib reader instead."""
 
 
-@dataclass
-class FastScan:
+class FastScan(NamedTuple):
     rows: int
     quotes: bool  # the file has a quote character somewhere
 

@@ -10,7 +10,6 @@ for anything else the stdlib reader reads the file again and names the lines.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
 from typing import Protocol, TypeVar
 
 from btmanager.validation.findings import Positions
@@ -44,18 +43,29 @@ class TableCheck(Protocol):
 C = TypeVar("C", bound=TableCheck)
 
 
-@dataclass
 class TableScan:
     """What reading a CSV file found about the file as a whole."""
 
-    header: list[str] | None = None
-    header_line: int = 0
-    rows: int = 0
-    non_utf8: Positions = field(default_factory=Positions)
-    binary: Positions = field(default_factory=Positions)
-    ragged: Ragged = field(default_factory=Ragged)
-    parse_error: str | None = None
-    fast: bool = False  # confirmed by a fast scan
+    # A plain class: a dataclass costs ~1 ms to build at import, on every validated run.
+    def __init__(
+        self,
+        header: list[str] | None = None,
+        header_line: int = 0,
+        rows: int = 0,
+        non_utf8: Positions | None = None,
+        binary: Positions | None = None,
+        ragged: Ragged | None = None,
+        parse_error: str | None = None,
+        fast: bool = False,  # confirmed by a fast scan
+    ) -> None:
+        self.header = header
+        self.header_line = header_line
+        self.rows = rows
+        self.non_utf8 = non_utf8 if non_utf8 is not None else Positions()
+        self.binary = binary if binary is not None else Positions()
+        self.ragged = ragged if ragged is not None else Ragged()
+        self.parse_error = parse_error
+        self.fast = fast
 
 
 def scan_table(
