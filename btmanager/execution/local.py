@@ -58,9 +58,8 @@ class LocalScript:
                 close_fds=True,
                 **kwargs,
             )
-        pid = self._popen.pid
-        made = proctree.create_time(pid)
-        self._identity = ProcessIdentity(pid, made if made is not None else 0.0)
+        self._pid = self._popen.pid
+        self._identity: ProcessIdentity | None = None
         if spec.nice is not None:
             self._set_nice(spec.nice)
         self._outcome: Outcome | None = None
@@ -68,6 +67,13 @@ class LocalScript:
 
     @property
     def identity(self) -> ProcessIdentity:
+        # Read when first asked, not at the start: /proc/PID/stat of a process in the middle of
+        # its exec blocks the reader until the exec is done (~5 ms before the script could
+        # start). The pid cannot be reused meanwhile: only this process reaps it, and it reads
+        # the identity first (see poll).
+        if self._identity is None:
+            made = proctree.create_time(self._pid)
+            self._identity = ProcessIdentity(self._pid, made if made is not None else 0.0)
         return self._identity
 
     def _set_nice(self, value: int) -> None:
@@ -75,19 +81,20 @@ class LocalScript:
         # backtests start far slower than that.
         with contextlib.suppress(OSError):
             if _IS_POSIX:
-                os.setpriority(os.PRIO_PROCESS, self._identity.pid, value)
+                os.setpriority(os.PRIO_PROCESS, self._pid, value)
             else:
                 import psutil
 
                 # Windows-only constants (the type stubs are those of this platform).
                 below = psutil.BELOW_NORMAL_PRIORITY_CLASS  # type: ignore[attr-defined]
                 normal = psutil.NORMAL_PRIORITY_CLASS  # type: ignore[attr-defined]
-                psutil.Process(self._identity.pid).nice(below if value > 0 else normal)
+                psutil.Process(self._pid).nice(below if value > 0 else normal)
 
     def poll(self) -> Outcome | None:
         if self._outcome is not None:
             reap_all()
             return self._outcome
+        self.identity  # noqa: B018 - known before the pid can be reaped and reused
         if not _IS_POSIX:
             code = self._popen.poll()
             if code is not None:
@@ -100,7 +107,7 @@ class LocalScript:
                 break
             if pid == 0:
                 break
-            if pid == self._identity.pid:
+            if pid == self._pid:
                 code = os.waitstatus_to_exitcode(status)
                 self._popen.returncode = code  # keep Popen consistent: we reaped it
                 peak = usage.ru_maxrss * (1 if sys.platform == "darwin" else 1024)
@@ -116,7 +123,7 @@ class LocalScript:
 
         total = 0
         try:
-            root = psutil.Process(self._identity.pid)
+            root = psutil.Process(self._pid)
             for proc in [root, *root.children(recursive=True)]:
                 with contextlib.suppress(psutil.Error):
                     total += proc.memory_info().rss

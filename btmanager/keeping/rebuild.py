@@ -20,7 +20,7 @@ from typing import Any
 from btmanager.errors import NotFoundError, RegistryError
 from btmanager.registry.db import BUSY_TIMEOUT_MS, Registry
 from btmanager.registry.migrations import LATEST_VERSION
-from btmanager.registry.model import STATUSES, Run
+from btmanager.registry.model import RUN_FIELDS, STATUSES
 from btmanager.settings import Settings
 from btmanager.timeutil import Clock, parse_iso
 
@@ -30,7 +30,7 @@ MAX_RUN_FILE = 64 << 20
 # cancel requests, the environment of old versions).
 _COLUMNS = tuple(
     name
-    for name in Run.__dataclass_fields__
+    for name in RUN_FIELDS
     if name not in ("seq", "env", "log_size", "log_lines", "cancel_requested")
 )
 _REQUIRED = ("run_id", "script_path", "params", "command", "cwd", "status", "created_at")

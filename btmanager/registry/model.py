@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import functools
 import json
 import sqlite3
-from dataclasses import dataclass, field, fields
 from enum import StrEnum
 from typing import Any, NamedTuple
 
@@ -67,56 +65,118 @@ class CorruptRow(ValueError):
     """A registry row whose stored values cannot be read back."""
 
 
-@dataclass
 class Run:
-    """One row of the registry."""
+    """One row of the registry.
 
-    seq: int
-    run_id: str
-    script_path: str
-    script_resolved: str
-    params: dict[str, Any]  # text, or a params file's numbers and booleans; None: a flag
-    extra_args: list[str]
-    command: list[str]
-    cwd: str
-    output_dir: str
-    status: str
-    label: str | None
-    created_at: str
-    started_at: str | None
-    completed_at: str | None
-    exit_code: int | None
-    error_message: str | None
-    validation_results: dict[str, Any] | None
-    pid: int | None
-    pid_create_time: float | None
-    priority: int
-    detached: bool
-    nice: int | None
-    timeout_seconds: float | None
-    grace_seconds: float
-    validate: bool
-    rules: dict[str, Any] | None
-    supervisor_pid: int | None
-    supervisor_create_time: float | None
-    cancel_requested: bool
-    peak_memory_bytes: int | None
-    cpu_seconds: float | None
-    log_size: int | None
-    log_lines: int | None
-    env: dict[str, str] | None
-    failure_kind: str | None = None
-    worker_pid: int | None = None
-    worker_create_time: float | None = None
-    cancel_grace: float | None = None
-    sweep_id: str | None = None
-    rerun_of: str | None = None
-    note: str | None = None
-    provenance: dict[str, Any] | None = None
-    host: str | None = None
-    executor: str | None = None
-    # Not a column: the `tags` table's rows for this run, filled in by the Registry's readers.
-    tags: list[str] = field(default_factory=list)
+    A plain class with its __init__ written out: as a dataclass (45 fields) it cost ~3 ms to
+    build on every `bt` command's start-up.
+    """
+
+    def __init__(
+        self,
+        seq: int,
+        run_id: str,
+        script_path: str,
+        script_resolved: str,
+        params: dict[str, Any],
+        extra_args: list[str],
+        command: list[str],
+        cwd: str,
+        output_dir: str,
+        status: str,
+        label: str | None,
+        created_at: str,
+        started_at: str | None,
+        completed_at: str | None,
+        exit_code: int | None,
+        error_message: str | None,
+        validation_results: dict[str, Any] | None,
+        pid: int | None,
+        pid_create_time: float | None,
+        priority: int,
+        detached: bool,
+        nice: int | None,
+        timeout_seconds: float | None,
+        grace_seconds: float,
+        validate: bool,
+        rules: dict[str, Any] | None,
+        supervisor_pid: int | None,
+        supervisor_create_time: float | None,
+        cancel_requested: bool,
+        peak_memory_bytes: int | None,
+        cpu_seconds: float | None,
+        log_size: int | None,
+        log_lines: int | None,
+        env: dict[str, str] | None,
+        failure_kind: str | None = None,
+        worker_pid: int | None = None,
+        worker_create_time: float | None = None,
+        cancel_grace: float | None = None,
+        sweep_id: str | None = None,
+        rerun_of: str | None = None,
+        note: str | None = None,
+        provenance: dict[str, Any] | None = None,
+        host: str | None = None,
+        executor: str | None = None,
+        tags: list[str] | None = None,
+    ) -> None:
+        self.seq = seq
+        self.run_id = run_id
+        self.script_path = script_path
+        self.script_resolved = script_resolved
+        self.params = params  # text, or a params file's numbers and booleans; None: a flag
+        self.extra_args = extra_args
+        self.command = command
+        self.cwd = cwd
+        self.output_dir = output_dir
+        self.status = status
+        self.label = label
+        self.created_at = created_at
+        self.started_at = started_at
+        self.completed_at = completed_at
+        self.exit_code = exit_code
+        self.error_message = error_message
+        self.validation_results = validation_results
+        self.pid = pid
+        self.pid_create_time = pid_create_time
+        self.priority = priority
+        self.detached = detached
+        self.nice = nice
+        self.timeout_seconds = timeout_seconds
+        self.grace_seconds = grace_seconds
+        self.validate = validate
+        self.rules = rules
+        self.supervisor_pid = supervisor_pid
+        self.supervisor_create_time = supervisor_create_time
+        self.cancel_requested = cancel_requested
+        self.peak_memory_bytes = peak_memory_bytes
+        self.cpu_seconds = cpu_seconds
+        self.log_size = log_size
+        self.log_lines = log_lines
+        self.env = env
+        self.failure_kind = failure_kind
+        self.worker_pid = worker_pid
+        self.worker_create_time = worker_create_time
+        self.cancel_grace = cancel_grace
+        self.sweep_id = sweep_id
+        self.rerun_of = rerun_of
+        self.note = note
+        self.provenance = provenance
+        self.host = host
+        self.executor = executor
+        # Not a column: the `tags` table's rows for this run, filled in by the Registry's readers.
+        self.tags: list[str] = tags if tags is not None else []
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Run):
+            return NotImplemented
+        return all(getattr(self, name) == getattr(other, name) for name in RUN_FIELDS)
+
+    __hash__ = None  # type: ignore[assignment]  # mutable, like the dataclass it was
+
+    def __repr__(self) -> str:
+        shown = ", ".join(f"{name}={getattr(self, name)!r}" for name in RUN_FIELDS)
+        return f"Run({shown})"
 
     _JSON_COLUMNS = (
         "params",
@@ -151,7 +211,7 @@ class Run:
             ) from None
         for name in cls._BOOL_COLUMNS:
             values[name] = bool(values[name])
-        return cls(**{name: values[name] for name in _run_fields() if name in values})
+        return cls(**{name: values[name] for name in RUN_FIELDS if name in values})
 
     @property
     def is_final(self) -> bool:
@@ -232,7 +292,51 @@ class Run:
         }
 
 
-@functools.cache
-def _run_fields() -> tuple[str, ...]:
-    # dataclasses.fields() builds its tuple anew on each call: a third of from_row's time.
-    return tuple(item.name for item in fields(Run))
+# Every attribute of a Run, in the order of its __init__ (rows, run.json, equality).
+RUN_FIELDS: tuple[str, ...] = (
+    "seq",
+    "run_id",
+    "script_path",
+    "script_resolved",
+    "params",
+    "extra_args",
+    "command",
+    "cwd",
+    "output_dir",
+    "status",
+    "label",
+    "created_at",
+    "started_at",
+    "completed_at",
+    "exit_code",
+    "error_message",
+    "validation_results",
+    "pid",
+    "pid_create_time",
+    "priority",
+    "detached",
+    "nice",
+    "timeout_seconds",
+    "grace_seconds",
+    "validate",
+    "rules",
+    "supervisor_pid",
+    "supervisor_create_time",
+    "cancel_requested",
+    "peak_memory_bytes",
+    "cpu_seconds",
+    "log_size",
+    "log_lines",
+    "env",
+    "failure_kind",
+    "worker_pid",
+    "worker_create_time",
+    "cancel_grace",
+    "sweep_id",
+    "rerun_of",
+    "note",
+    "provenance",
+    "host",
+    "executor",
+    "tags",
+)
