@@ -1,6 +1,7 @@
 """`bt cancel`, `bt wait`, `bt worker`: acting on runs and the queue."""
 
-from __future__ import annotations
+# No `from __future__ import annotations`: Typer reads the options from the annotations,
+# and compiling them from strings cost ~2 ms a command (~30 ms for `bt --help`).
 
 import os
 from typing import TYPE_CHECKING, Annotated

@@ -1,6 +1,7 @@
 """`bt status`, `bt list`, `bt logs`, `bt results`, `bt health`: looking at runs."""
 
-from __future__ import annotations
+# No `from __future__ import annotations`: Typer reads the options from the annotations,
+# and compiling them from strings cost ~2 ms a command (~30 ms for `bt --help`).
 
 import sys
 from pathlib import Path

@@ -1,6 +1,7 @@
 """`bt rerun`, `bt tag`, `bt note`, `bt rm`, `bt gc`, `bt registry rebuild`: keeping runs."""
 
-from __future__ import annotations
+# No `from __future__ import annotations`: Typer reads the options from the annotations,
+# and compiling them from strings cost ~2 ms a command (~30 ms for `bt --help`).
 
 from typing import Annotated
 

@@ -1,6 +1,7 @@
 """`bt plot`: equity curves of runs in the terminal, as a PNG, or as JSON."""
 
-from __future__ import annotations
+# No `from __future__ import annotations`: Typer reads the options from the annotations,
+# and compiling them from strings cost ~2 ms a command (~30 ms for `bt --help`).
 
 import os
 import shutil

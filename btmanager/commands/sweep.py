@@ -1,6 +1,7 @@
 """`bt sweep` (queue a grid of runs of one script) and `bt sweeps` (list sweeps)."""
 
-from __future__ import annotations
+# No `from __future__ import annotations`: Typer reads the options from the annotations,
+# and compiling them from strings cost ~2 ms a command (~30 ms for `bt --help`).
 
 import sys
 from pathlib import Path
@@ -185,7 +186,7 @@ def sweep(
     raise typer.Exit(_wait(svc, out, result))
 
 
-def _wait(svc: Service, out: Output, result: SweepResult) -> int:
+def _wait(svc: "Service", out: Output, result: "SweepResult") -> int:
     if not out.json:
         sys.stdout.write(result.sweep_id + "\n")
         sys.stdout.flush()
@@ -215,7 +216,7 @@ def list_sweeps(ctx: typer.Context, json_output: JsonOption = False) -> None:
     Output(json_output).sweeps(svc.sweeps(), str(svc.settings.db_path))
 
 
-def _texts(params: dict[str, ParamValue] | None) -> dict[str, str] | None:
+def _texts(params: "dict[str, ParamValue] | None") -> dict[str, str] | None:
     """A params file's values as the script receives them (a sweep's values are text)."""
     if params is None:
         return None

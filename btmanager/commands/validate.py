@@ -1,6 +1,7 @@
 """`bt validate`: check a run's folder, or any folder, against the checklist and rules."""
 
-from __future__ import annotations
+# No `from __future__ import annotations`: Typer reads the options from the annotations,
+# and compiling them from strings cost ~2 ms a command (~30 ms for `bt --help`).
 
 from pathlib import Path
 from typing import Annotated
