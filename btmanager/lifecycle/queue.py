@@ -225,13 +225,16 @@ class Worker(QueueLoop):
             self._close()
 
     def _claim_all(self) -> None:
-        from btmanager.lifecycle.supervise import SupervisorJob, start_supervisor
+        from btmanager.lifecycle.supervise import SupervisorJob, prepare_end, start_supervisor
 
         while not self.stop.requested.is_set() and not self._dask_serves():
             run = self._claim_one()
             if run is None:
                 return
             job = SupervisorJob(self.settings.db_path, run, watched=False)
+            # What a run's end needs, imported once here: every supervisor forked from now on
+            # inherits it instead of importing it again (~15 ms of CPU per run of a sweep).
+            prepare_end(run)
             self._close()  # no registry connection may cross a fork
             try:
                 self.children[run.run_id] = start_supervisor(job, self.backend)
