@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from btmanager.errors import AmbiguousRunError, BtError, NotFoundError, UsageError
-from btmanager.registry.db import Registry
+from btmanager.registry.db import NoRegistry, Registry
 from btmanager.serve.config import ServeConfig
 from btmanager.serve.ratelimit import RateLimiter
 from btmanager.serve.streams import StreamSlots
@@ -49,8 +49,11 @@ class Services:
     command does when it opens the registry is done by `ServeState.housekeeping` instead.
     """
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, busy_ms: int | None = None) -> None:
         self.settings = settings
+        # With `busy_ms`, each Service reads through a registry that waits no longer than that
+        # for a lock, opened without a command's housekeeping (which may write and wait).
+        self.busy_ms = busy_ms
         self._local = threading.local()
 
     def get(self) -> Service:
@@ -59,9 +62,15 @@ class Services:
         if current is not None and getattr(self._local, "identity", None) == identity:
             return current
         self.discard()
-        current = Service(self.settings, spawn_workers=False)
+        current = self._open()
         self._local.service, self._local.identity = current, identity
         return current
+
+    def _open(self) -> Service:
+        if self.busy_ms is None:
+            return Service(self.settings, spawn_workers=False)
+        reader = Registry(self.settings.db_path, create=False, readonly=True, busy_ms=self.busy_ms)
+        return Service(self.settings, spawn_workers=False, reader=reader)
 
     def discard(self) -> None:
         current: Service | None = getattr(self._local, "service", None)
@@ -82,31 +91,21 @@ class LoopReads:
     """
 
     def __init__(self, settings: Settings) -> None:
-        self.settings = settings
-        self._service: Service | None = None
-        self._identity: tuple[int, int] | None = None
+        self.services = Services(settings, busy_ms=0)
 
     def answer(self, read: Callable[[Service], T]) -> T | None:
-        identity = registry_identity(self.settings.db_path)
-        if identity is None:
-            return None
         try:
-            if self._service is None or self._identity != identity:
-                self.close()
-                reader = Registry(self.settings.db_path, create=False, readonly=True, busy_ms=0)
-                self._service = Service(self.settings, spawn_workers=False, reader=reader)
-                self._identity = identity
-            return read(self._service)
+            return read(self.services.get())
+        except NoRegistry:
+            return None  # not there (yet): the thread pool says so in the commands' words
         except (UsageError, NotFoundError, AmbiguousRunError):
             raise  # the request's own fault: the thread pool would say the same
         except (BtError, OSError):
-            self.close()
+            self.services.discard()
             return None
 
     def close(self) -> None:
-        if self._service is not None:
-            self._service.close()
-        self._service = self._identity = None
+        self.services.discard()
 
 
 class ServeState:
