@@ -73,13 +73,18 @@ class RunRequest:
         self.saved_source = saved_source
 
 
-def _make_run_folder(settings: Settings) -> tuple[str, Path]:
+def make_results_folder(settings: Settings) -> None:
+    """The results folder, created if missing (a StorageError says why it cannot be)."""
     try:
         settings.results_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise StorageError(
             f"Cannot create the results folder {settings.results_dir}: {exc.strerror or exc}"
         ) from None
+
+
+def _make_run_folder(settings: Settings) -> tuple[str, Path]:
+    make_results_folder(settings)
     for _attempt in range(5):
         run_id = new_run_id()
         output_dir = settings.run_dir(run_id)

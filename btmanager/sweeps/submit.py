@@ -11,8 +11,14 @@ from pathlib import Path
 from typing import Any
 
 from btmanager.command import build_argv
-from btmanager.errors import StorageError, UsageError
-from btmanager.lifecycle.create import Prepared, RunRequest, prepare, run_values
+from btmanager.errors import UsageError
+from btmanager.lifecycle.create import (
+    Prepared,
+    RunRequest,
+    make_results_folder,
+    prepare,
+    run_values,
+)
 from btmanager.lifecycle.state import RunStates
 from btmanager.registry.db import dumps
 from btmanager.registry.model import Run
@@ -216,12 +222,7 @@ def submit_sweep(
     if planned is None:
         planned = plan(request)
     _check_requests(settings, request, planned, prepared.env)
-    try:
-        settings.results_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise StorageError(
-            f"Cannot create the results folder {settings.results_dir}: {exc.strerror or exc}"
-        ) from None
+    make_results_folder(settings)
     run_ids = _new_ids(len(planned.params))
     maker = _RowMaker(settings, request, prepared, planned)
     rows = [
