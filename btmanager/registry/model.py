@@ -292,51 +292,8 @@ class Run:
         }
 
 
-# Every attribute of a Run, in the order of its __init__ (rows, run.json, equality).
-RUN_FIELDS: tuple[str, ...] = (
-    "seq",
-    "run_id",
-    "script_path",
-    "script_resolved",
-    "params",
-    "extra_args",
-    "command",
-    "cwd",
-    "output_dir",
-    "status",
-    "label",
-    "created_at",
-    "started_at",
-    "completed_at",
-    "exit_code",
-    "error_message",
-    "validation_results",
-    "pid",
-    "pid_create_time",
-    "priority",
-    "detached",
-    "nice",
-    "timeout_seconds",
-    "grace_seconds",
-    "validate",
-    "rules",
-    "supervisor_pid",
-    "supervisor_create_time",
-    "cancel_requested",
-    "peak_memory_bytes",
-    "cpu_seconds",
-    "log_size",
-    "log_lines",
-    "env",
-    "failure_kind",
-    "worker_pid",
-    "worker_create_time",
-    "cancel_grace",
-    "sweep_id",
-    "rerun_of",
-    "note",
-    "provenance",
-    "host",
-    "executor",
-    "tags",
-)
+# Every attribute of a Run, in the order of its __init__ (rows, run.json, equality): read from
+# the __init__ itself, so a new column cannot be left out of it.
+RUN_FIELDS: tuple[str, ...] = Run.__init__.__code__.co_varnames[
+    1 : Run.__init__.__code__.co_argcount + Run.__init__.__code__.co_kwonlyargcount
+]
