@@ -226,13 +226,12 @@ def _stop_reason(signal_name: str) -> str:
 
 def _prepare_final(json_output: bool, rich: bool) -> None:
     """Import what `_show_final` needs while the script runs (~10 ms the end would wait)."""
-    from btmanager import logerror  # noqa: F401
-    from btmanager.validation import metrics  # noqa: F401
+    from btmanager import logerror  # noqa: F401  (a failed run's error line, in every mode)
 
     if json_output:
         return
     from btmanager import plot  # noqa: F401
-    from btmanager.validation import report  # noqa: F401
+    from btmanager.validation import metrics, report  # noqa: F401
 
     if rich:
         from btmanager.render import runs, validation  # noqa: F401
