@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -229,6 +230,36 @@ def test_a_stale_script_pid_never_reaches_another_process_group(tmp_path: Path) 
     finally:
         stranger.kill()
         stranger.wait()
+
+
+def test_a_queue_worker_adopted_by_a_supervisor_is_not_part_of_its_run(tmp_path: Path) -> None:
+    """A run's script that submits runs starts a drain worker, which its supervisor (the
+    subreaper) adopts: that worker and the runs it supervises must survive the run's end."""
+    from btmanager.execution import proctree
+
+    pids = tmp_path / "grandchild.pid"
+    spawn_grandchild = (
+        "import subprocess, sys, time\n"
+        "child = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(60)'])\n"
+        f"open({str(pids)!r}, 'w').write(str(child.pid))\n"
+        "time.sleep(60)\n"
+    )
+    worker_env = {**os.environ, proctree.QUEUE_WORKER_ENV: "1"}
+    worker = subprocess.Popen([sys.executable, "-c", spawn_grandchild], env=worker_env)
+    leftover = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        grandchild = int(wait_for(lambda: pids.exists() and pids.read_text()))
+        # This process stands for the supervisor: both are its children, as adopted ones are.
+        found = {proc.pid for proc in proctree.collect_tree(None, "x", adopted=True)}
+        assert leftover.pid in found
+        assert worker.pid not in found and grandchild not in found
+    finally:
+        for proc in (worker, leftover):
+            proc.kill()
+            proc.wait()
+        if pids.exists():
+            with contextlib.suppress(OSError):
+                os.kill(int(pids.read_text()), signal.SIGKILL)
 
 
 def test_identity_survives_a_one_second_boot_time_step(monkeypatch: pytest.MonkeyPatch) -> None:

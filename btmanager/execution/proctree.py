@@ -8,6 +8,11 @@ A run's tree is found three ways, because each misses something: the recorded ro
 (misses children re-parented after their parent died), the root's process group/session (misses
 children that started their own session), and the `BACKTEST_RUN_ID` marker every descendant
 inherits in its environment (misses only processes that scrub their environment).
+
+A supervisor is its run's subreaper, so it also adopts every orphan below it, among them a
+drain worker that the run's script started by submitting runs (`bt run -d` inside a backtest).
+That worker serves the whole queue, not the run: it carries `QUEUE_WORKER_ENV` instead of the
+marker, and it and everything below it (other runs' supervisors) are left alone.
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ if TYPE_CHECKING:
     import psutil
 
 MARKER_ENV = "BACKTEST_RUN_ID"
+QUEUE_WORKER_ENV = "BT_QUEUE_WORKER"  # set by execution.spawn on the drain workers it starts
 _IS_LINUX = sys.platform.startswith("linux")
 _IS_POSIX = os.name == "posix"
 # Seconds. Linux create times are start ticks plus /proc/stat's btime, which the kernel recomputes
@@ -173,10 +179,7 @@ def collect_tree(
         with contextlib.suppress(psutil.Error):
             tops += psutil.Process(me).children()
     for top in tops:
-        with contextlib.suppress(psutil.Error):
-            found[top.pid] = top
-            for child in top.children(recursive=True):
-                found[child.pid] = child
+        _add_descendants(top, found)
     for proc in psutil.process_iter():
         if proc.pid in found or proc.pid == me:
             continue
@@ -190,6 +193,30 @@ def collect_tree(
             continue
     found.pop(me, None)
     return [proc for proc in found.values() if _live(proc)]
+
+
+def _add_descendants(top: psutil.Process, found: dict[int, psutil.Process]) -> None:
+    """`top` and its descendants into `found`, but no queue worker nor anything below one."""
+    import psutil
+
+    pending = [top]
+    while pending:
+        proc = pending.pop()
+        if proc.pid in found or _queue_worker(proc):
+            continue
+        found[proc.pid] = proc
+        with contextlib.suppress(psutil.Error):
+            pending += proc.children()
+
+
+def _queue_worker(proc: psutil.Process) -> bool:
+    """A drain worker adopted by this supervisor, not a process of its run (module docstring)."""
+    import psutil
+
+    try:
+        return proc.environ().get(QUEUE_WORKER_ENV) == "1"
+    except psutil.Error:
+        return False
 
 
 def _group_of(root: ProcessIdentity | None) -> int | None:

@@ -48,6 +48,9 @@ def spawn_worker(settings: Settings) -> None:
     # must not carry that run's marker, or cancelling the run would end the worker too.
     env.pop("BACKTEST_RUN_ID", None)  # execution.proctree.MARKER_ENV (not imported: start-up)
     env.pop("BACKTEST_OUTPUT_DIR", None)
+    # Adopted by that run's supervisor (its subreaper) once the submitting `bt` exits: this
+    # says it is no process of the run (execution.proctree.QUEUE_WORKER_ENV).
+    env["BT_QUEUE_WORKER"] = "1"
     kwargs: dict[str, object] = {}
     if os.name == "posix":
         kwargs["start_new_session"] = True
