@@ -83,8 +83,35 @@ def make_results_folder(settings: Settings) -> None:
         ) from None
 
 
+# Below this much free space on the results disk no run starts: its folder, exit record, script
+# copy and run.json need a few blocks, and the registry room to record its start and end.
+MIN_FREE_BYTES = 64 * 1024
+
+
+def check_room(folder: Path) -> None:
+    """Refuse (StorageError) to start a run on a disk too full to keep its record.
+
+    Without this, whether a run on a full disk is refused depends on how much room the
+    registry's write-ahead log happens to have kept from earlier runs.
+    """
+    try:
+        disk = os.statvfs(folder)
+    except (OSError, AttributeError):  # no statvfs (Windows): the writes themselves tell
+        return
+    # root may also use the blocks reserved for it; a file system that reports no size at all
+    # (some network and FUSE ones) is not judged.
+    blocks = disk.f_bfree if os.geteuid() == 0 else disk.f_bavail
+    free = blocks * disk.f_frsize
+    if disk.f_blocks and free < MIN_FREE_BYTES:
+        raise StorageError(
+            f"No room for a run on the disk of {folder}: {free // 1024} KB free "
+            f"(a run needs at least {MIN_FREE_BYTES // 1024} KB)"
+        )
+
+
 def _make_run_folder(settings: Settings) -> tuple[str, Path]:
     make_results_folder(settings)
+    check_room(settings.results_dir)
     for _attempt in range(5):
         run_id = new_run_id()
         output_dir = settings.run_dir(run_id)
