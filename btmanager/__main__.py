@@ -1,6 +1,6 @@
 """`python -m btmanager` is the same as the `bt` command."""
 
-from btmanager.cli import main
+from btmanager.entry import main
 
 if __name__ == "__main__":
     main()

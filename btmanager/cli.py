@@ -6,29 +6,25 @@ Every failure the user can cause ends here as one `Error: ...` line on stderr an
 
 from __future__ import annotations
 
+import atexit
 import copy
 import gc
+import importlib
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
+from typing import TYPE_CHECKING
 
 import typer
 from typer.main import get_command, get_command_name
 
 from btmanager import exitcodes
 from btmanager.app import app
-
-# Importing the command modules registers their commands, in the order `bt --help` lists them.
-from btmanager.commands import run  # noqa: F401 # isort: skip
-from btmanager.commands import inspect  # noqa: F401 # isort: skip
-from btmanager.commands import validate  # noqa: F401 # isort: skip
-from btmanager.commands import control  # noqa: F401 # isort: skip
-from btmanager.commands import sweep  # noqa: F401 # isort: skip
-from btmanager.commands import compare  # noqa: F401 # isort: skip
-from btmanager.commands import plot  # noqa: F401 # isort: skip
-from btmanager.commands import keeping  # noqa: F401 # isort: skip
-from btmanager.commands import serve  # noqa: F401 # isort: skip
+from btmanager.cmdline import command_index, hoist_globals
 from btmanager.errors import BtError
+
+if TYPE_CHECKING:
+    from typer.models import CommandInfo
 
 # Typer bundles its own Click; its exception base class is reachable from a public exception
 # without importing Click (which this project does not declare as a dependency).
@@ -46,51 +42,42 @@ def _fail(message: str, code: int) -> int:
     return code
 
 
-_GLOBAL_WITH_VALUE = ("--results-dir",)
+# The command modules, in the order `bt --help` lists their commands, and the commands each
+# registers when imported (a test checks this against what they register). A command named on
+# the command line needs only its own module: importing the other eight cost ~4 ms.
+COMMAND_MODULES: dict[str, tuple[str, ...]] = {
+    "run": ("run",),
+    "inspect": ("status", "logs", "results", "list", "health"),
+    "validate": ("validate",),
+    "control": ("cancel", "wait", "worker", "parallel"),
+    "sweep": ("sweep", "sweeps"),
+    "compare": ("compare",),
+    "plot": ("plot",),
+    "keeping": ("rerun", "tag", "note", "rm", "gc", "registry"),
+    "serve": ("serve",),
+}
 
 
-def _command_index(args: Sequence[str]) -> int | None:
-    """Where the command name is in `args` (after the global options), or None."""
-    index = 0
-    while index < len(args):
-        arg = args[index]
-        if arg in _GLOBAL_WITH_VALUE:
-            index += 2
-        elif arg.split("=", 1)[0] in _GLOBAL_WITH_VALUE and "=" in arg:
-            index += 1
-        elif arg.startswith("-"):
-            return None
-        else:
-            return index
-    return None
+def _import_commands(modules: Iterable[str]) -> None:
+    for module in modules:
+        importlib.import_module(f"btmanager.commands.{module}")
 
 
-def hoist_globals(args: Sequence[str]) -> list[str]:
-    """Move global options given after the command (`bt list --results-dir X`) before it,
-    where Click looks for them. Nothing after `--` moves: those are the script's own
-    arguments (`bt run s.py -- --results-dir X`). A later value wins, as for Click."""
-    args = list(args)
-    start = _command_index(args)
-    if start is None:
-        return args
-    moved: list[str] = []
-    kept = args[: start + 1]
-    index = start + 1
-    while index < len(args):
-        arg = args[index]
-        if arg == "--":
-            kept += args[index:]
-            break
-        if arg in _GLOBAL_WITH_VALUE and index + 1 < len(args):
-            moved += args[index : index + 2]
-            index += 2
-            continue
-        if "=" in arg and arg.split("=", 1)[0] in _GLOBAL_WITH_VALUE:
-            moved.append(arg)
-        else:
-            kept.append(arg)
-        index += 1
-    return kept[:start] + moved + kept[start:]
+def _command_name(info: CommandInfo) -> str:
+    return info.name or get_command_name(info.callback.__name__ if info.callback else "")
+
+
+def full_app() -> typer.Typer:
+    """The app with every command, in the order of `COMMAND_MODULES` whatever order the
+    modules were imported in."""
+    _import_commands(COMMAND_MODULES)
+    order = list(COMMAND_MODULES)
+    full = copy.copy(app)
+    full.registered_commands = sorted(
+        app.registered_commands,
+        key=lambda info: order.index(getattr(info.callback, "__module__", "").rsplit(".")[-1]),
+    )
+    return full
 
 
 def _app_for(args: Sequence[str]) -> typer.Typer:
@@ -101,17 +88,15 @@ def _app_for(args: Sequence[str]) -> typer.Typer:
     Anything else (`bt --help`, `bt`, `--version`, an unknown name) gets the whole tree, so
     help and errors are exactly those of the full app.
     """
-    index = _command_index(args)
-    if index is None:
-        return app
-    name = args[index]
-    chosen = [
-        info
-        for info in app.registered_commands
-        if (info.name or get_command_name(info.callback.__name__ if info.callback else "")) == name
-    ]
+    index = command_index(args)
+    name = args[index] if index is not None else None
+    module = next((key for key, names in COMMAND_MODULES.items() if name in names), None)
+    if module is None:
+        return full_app()
+    _import_commands([module])
+    chosen = [info for info in app.registered_commands if _command_name(info) == name]
     if len(chosen) != 1:
-        return app
+        return full_app()  # a group (`bt registry ...`)
     narrowed = copy.copy(app)
     narrowed.registered_commands = chosen
     # --install-completion / --show-completion belong before a command: one that is named
@@ -163,13 +148,33 @@ def run_cli(argv: Sequence[str] | None = None) -> int:
 
 def main() -> None:
     code = run_cli()
-    try:
-        sys.stdout.flush()
-    except BrokenPipeError:
-        pass
-    # The process ends here: spare the interpreter's final garbage collection over every object
-    # Typer, Click and Rich created (~10 ms, a sixth of `bt status`). Nothing of bt's needs the
-    # collector to be finalised (the registry is closed and the output flushed by now); the
-    # memory goes back to the system with the process.
+    early = sys.modules.get("btmanager.execution.early")
+    if early is not None:
+        early.discard()  # forked for a foreground run that did not happen (see there)
+    _flush_standard_streams()
+    if _only_thread():
+        # The process ends here: spare the interpreter its finalisation, which tears down every
+        # module and object Typer, Click and Rich created (~8 ms after a `bt run`, ~5 ms after a
+        # `bt status`). What a clean exit would still do is done first: the exit handlers run
+        # (a coverage collector, temporary folders) and the streams are flushed. bt closes its
+        # files and its registry itself; the memory goes back to the system with the process.
+        atexit._run_exitfuncs()
+        _flush_standard_streams()
+        os._exit(code)
+    # Another thread is alive (a server's pool): let the interpreter join it as usual, and spare
+    # only its final garbage collection.
     gc.freeze()
     sys.exit(code)
+
+
+def _flush_standard_streams() -> None:
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (BrokenPipeError, ValueError):
+            pass  # the reader went away, or the stream was closed: nothing left to deliver
+
+
+def _only_thread() -> bool:
+    threading = sys.modules.get("threading")
+    return threading is None or threading.active_count() == 1

@@ -16,8 +16,8 @@ from pathlib import Path
 from typing import Any
 
 from btmanager.errors import UsageError
-from btmanager.registry.db import Registry, Selection, selection_where
-from btmanager.registry.model import Status
+from btmanager.registry.db import Registry, selection_where
+from btmanager.registry.model import Selection, Status
 from btmanager.timeutil import seconds_between
 
 _CHUNK = 500  # ids per `IN (...)` (SQLite's default limit on variables is 32 766; stay small)

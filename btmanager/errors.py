@@ -23,6 +23,10 @@ class NotFoundError(BtError):
     """A run, script or file that does not exist."""
 
 
+class NoRegistry(NotFoundError):
+    """The registry file does not exist (and the caller asked not to create it)."""
+
+
 class AmbiguousRunError(BtError):
     """A run id prefix that matches more than one run."""
 

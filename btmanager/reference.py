@@ -9,8 +9,7 @@ from typing import Any
 
 from typer.main import get_command
 
-from btmanager.app import app
-from btmanager.cli import run_cli  # noqa: F401 - importing it registers every command
+from btmanager.cli import full_app
 
 HEADER = """# `bt` command reference
 
@@ -51,7 +50,7 @@ def _usage(name: str, command: Any) -> str:
 
 
 def generate() -> str:
-    root = get_command(app)
+    root = get_command(full_app())
     lines = [HEADER]
     with root.make_context("bt", [], resilient_parsing=True) as root_ctx:
         lines.append("## Global options\n")

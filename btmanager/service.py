@@ -13,9 +13,8 @@ from collections.abc import Callable, Generator, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO, NamedTuple
 
-from btmanager.errors import BtError, NotFoundError, UsageError
-from btmanager.registry.db import NoRegistry, Registry, Selection
-from btmanager.registry.model import FINAL_STATUSES, STATUSES, FailureKind, Run, Status
+from btmanager.errors import BtError, NoRegistry, NotFoundError, UsageError
+from btmanager.registry.model import FINAL_STATUSES, STATUSES, FailureKind, Run, Selection, Status
 from btmanager.settings import Settings
 from btmanager.timeutil import SYSTEM_CLOCK, Clock, now_iso
 
@@ -24,14 +23,17 @@ from btmanager.timeutil import SYSTEM_CLOCK, Clock, now_iso
 if TYPE_CHECKING:
     from btmanager.compare import CompareOptions, Table
     from btmanager.execution import Backend
+    from btmanager.execution.base import SupervisorHandle
+    from btmanager.execution.early import EarlySupervisor
     from btmanager.keeping.rebuild import Rebuild
     from btmanager.keeping.remove import Removal
-    from btmanager.lifecycle.create import RunRequest
     from btmanager.lifecycle.dask_worker import DaskWorker
     from btmanager.lifecycle.queue import Worker
+    from btmanager.lifecycle.request import RunRequest
     from btmanager.lifecycle.state import RunStates
     from btmanager.lifecycle.watch import RunObserver, StopRequest
     from btmanager.plot import Curve
+    from btmanager.registry.db import Registry
     from btmanager.results import ResultFile
     from btmanager.sweeps.progress import Progress
     from btmanager.sweeps.submit import Planned, SweepRequest, SweepResult
@@ -110,6 +112,8 @@ class Service:
         self._registry: Registry | None = reader
         self._writable: Registry | None = None
         self.housekeeping_problem: str | None = None
+        # A foreground run's request given to the early supervisor, and that supervisor.
+        self._handed_over: tuple[RunRequest, EarlySupervisor] | None = None
 
     @property
     def backend(self) -> Backend:
@@ -124,6 +128,8 @@ class Service:
     def registry(self) -> Registry:
         """The registry for commands that only read: a missing file is `NoRegistry`."""
         if self._registry is None:
+            from btmanager.registry.db import Registry
+
             self._registry = Registry(self.settings.db_path, create=False, readonly=True)
             self._housekeeping(self._registry)
         return self._registry
@@ -131,6 +137,8 @@ class Service:
     def _writable_registry(self) -> Registry:
         """The registry for commands that record: created on first use."""
         if self._writable is None:
+            from btmanager.registry.db import Registry
+
             self._writable = Registry(self.settings.db_path, create=True)
             self._housekeeping(self._writable)
         return self._writable
@@ -233,17 +241,26 @@ class Service:
     ) -> Run:
         """Run in the foreground, watched by this process; `meanwhile` is called once while
         the script runs (the caller's preparations for showing the end)."""
-        from btmanager.lifecycle.create import create_run
-        from btmanager.lifecycle.supervise import SupervisorJob, start_supervisor
         from btmanager.lifecycle.watch import watch
 
-        run = create_run(
-            self.settings, self.states(), request, detached=False, watcher=self.backend.current()
-        )
-        # No registry connection may cross the fork that starts the supervisor.
-        self.close()
-        job = SupervisorJob(self.settings.db_path, run, watched=True)
-        supervisor = start_supervisor(job, self.backend)
+        started = self._start_early(request)
+        if started is not None:
+            run, supervisor = started
+        else:
+            from btmanager.lifecycle.create import create_run
+            from btmanager.lifecycle.supervise import SupervisorJob, start_supervisor
+
+            run = create_run(
+                self.settings,
+                self.states(),
+                request,
+                detached=False,
+                watcher=self.backend.current(),
+            )
+            # No registry connection may cross the fork that starts the supervisor.
+            self.close()
+            job = SupervisorJob(self.settings.db_path, run, watched=True)
+            supervisor = start_supervisor(job, self.backend)
 
         def prepare() -> None:
             # Open the registry for reading the end now, not after it (the fork is behind us).
@@ -267,6 +284,53 @@ class Service:
                 settled = None
             final = settled or final
         return final
+
+    def hand_over(self, request: RunRequest) -> None:
+        """Give a foreground run's request to this `bt`'s early supervisor now (see
+        btmanager.execution.early): it records the run while this process gets ready to watch
+        it. `run_foreground` with the same request takes its answer; without this call it
+        hands the request over itself."""
+        from btmanager.execution import early
+
+        handle = early.take()
+        if handle is None:
+            return
+        plain = request.to_plain()
+        sent = False
+        # Only for the local backend this process would use (another one is not forked).
+        if plain is not None and self._backend is None:
+            where = self.settings
+            job = {
+                "settings": [str(where.results_dir), str(where.db_path), where.env_max_parallel],
+                "request": plain,
+            }
+            try:
+                sent = handle.send(job)
+            except ValueError:  # not plain data (marshal): nothing was sent
+                pass
+        if sent:
+            self._handed_over = (request, handle)
+        else:
+            handle.discard()
+
+    def _start_early(self, request: RunRequest) -> tuple[Run, SupervisorHandle] | None:
+        """The run as the early supervisor recorded it, and that supervisor; None if there is
+        none, or it recorded nothing."""
+        if self._handed_over is None or self._handed_over[0] is not request:
+            self.hand_over(request)
+        if self._handed_over is None or self._handed_over[0] is not request:
+            return None
+        handle = self._handed_over[1]
+        self._handed_over = None
+        reply = handle.reply()
+        if reply is None:
+            return None
+        from btmanager.execution.local import LocalSupervisor
+
+        supervisor = LocalSupervisor(handle.pid, handle.control_fd, handle.done_fd)
+        if isinstance(reply, dict):
+            return Run(**reply), supervisor
+        return self.registry.get(str(reply)), supervisor
 
     def submit(self, request: RunRequest) -> Run:
         from btmanager.lifecycle.create import DEFAULT_DETACHED_NICE, create_run

@@ -14,8 +14,9 @@ import pytest
 
 from btmanager.execution.base import LaunchSpec, Outcome
 from btmanager.lifecycle import exitrecord
-from btmanager.lifecycle.create import RunRequest, create_run
+from btmanager.lifecycle.create import create_run
 from btmanager.lifecycle.exitrecord import ExitRecord
+from btmanager.lifecycle.request import RunRequest
 from btmanager.lifecycle.settle import CLAIM_GRACE, settle
 from btmanager.lifecycle.state import RunStates, decide
 from btmanager.lifecycle.supervise import Supervisor, SupervisorJob

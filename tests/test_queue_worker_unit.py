@@ -6,8 +6,9 @@ from pathlib import Path
 
 from btmanager.execution.base import LaunchSpec
 from btmanager.execution.local import LocalBackend, LocalScript
-from btmanager.lifecycle.create import RunRequest, create_run
+from btmanager.lifecycle.create import create_run
 from btmanager.lifecycle.queue import Worker
+from btmanager.lifecycle.request import RunRequest
 from btmanager.lifecycle.state import RunStates
 from btmanager.registry.db import Registry
 from btmanager.settings import Settings

@@ -5,7 +5,8 @@ from __future__ import annotations
 import sqlite3
 from pathlib import Path
 
-from btmanager.registry.db import Registry, Selection
+from btmanager.registry.db import Registry
+from btmanager.registry.model import Selection
 from tests.conftest import BtRunner
 from tests.helpers import write_script
 

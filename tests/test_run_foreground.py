@@ -205,13 +205,17 @@ def test_processes_left_behind_end_with_the_run(bt: BtRunner, tmp_path: Path) ->
         "import subprocess, sys\n"
         "a = subprocess.Popen(['sleep', '60'])\n"
         "b = subprocess.Popen(['sleep', '61'], start_new_session=True)\n"
-        f"open({str(pids)!r}, 'w').write(f'{{a.pid}} {{b.pid}}')\n"
+        # Orphaned at once: its parent (the shell) exits before the script does.
+        "c = subprocess.run(['sh', '-c', 'sleep 62 >/dev/null 2>&1 & echo $!'], capture_output=True, text=True)\n"
+        f"open({str(pids)!r}, 'w').write(f'{{a.pid}} {{b.pid}} {{c.stdout.strip()}}')\n"
         "print('leaving my children behind')\n"
     )
     write(bt.cwd, "leaves.py", body)
     status = bt("run", "leaves.py", "--no-validate", "--grace", "1", "--json").json()
     assert status["status"] == "completed" and status["exit_code"] == 0
-    for pid in map(int, pids.read_text().split()):
+    left = [int(pid) for pid in pids.read_text().split()]
+    assert len(left) == 3
+    for pid in left:
         assert not pid_alive(pid), pid
 
 

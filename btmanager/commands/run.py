@@ -19,7 +19,7 @@ from btmanager.render.common import emit_json, is_terminal, stdout_console
 from btmanager.settings import DEFAULT_GRACE
 
 if TYPE_CHECKING:
-    from btmanager.lifecycle.create import RunRequest
+    from btmanager.lifecycle.request import RunRequest
 
 
 def load_rules_dict(rules_file: Path | None) -> dict[str, object] | None:
@@ -133,8 +133,8 @@ def run(
         ("--timeout", timeout, _options.TIMEOUT),
         ("--grace", grace, _options.GRACE),
     )
-    # Here, not at the top: every `bt` command imports this module to register `bt run`.
-    from btmanager.lifecycle.create import RunRequest
+    # Here, not at the top: `bt --help` imports this module to list `bt run`.
+    from btmanager.lifecycle.request import RunRequest
     from btmanager.params import load_params_file, merge_params
 
     file_params = load_params_file(params_file) if params_file is not None else None
@@ -156,6 +156,8 @@ def run(
     if detach:
         print_queued(svc.submit(request), json_output)
         return
+    # Its early supervisor records the run while this process gets ready to watch it.
+    svc.hand_over(request)
     raise typer.Exit(run_attached(svc, request, json_output))
 
 

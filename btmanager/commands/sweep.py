@@ -134,7 +134,7 @@ def sweep(
     """
     from btmanager.commands import _options
     from btmanager.commands.run import load_rules_dict
-    from btmanager.lifecycle.create import RunRequest
+    from btmanager.lifecycle.request import RunRequest
     from btmanager.params import load_params_file
     from btmanager.sweeps.grid import build_space
     from btmanager.sweeps.submit import SweepRequest

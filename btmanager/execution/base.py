@@ -118,7 +118,10 @@ class Backend(Protocol):
         """End a run's tree from any process (nobody supervises it): by identity and marker."""
         ...
 
-    def leftovers_exist(self, root: ProcessIdentity, run_id: str) -> bool: ...
+    def leftovers_exist(self, root: ProcessIdentity, run_id: str) -> bool:
+        """From inside a supervisor, once its script is reaped: is anything of the run still
+        running (what the script started)?"""
+        ...
 
     def stopper(self, root: ProcessIdentity, run_id: str, grace: float) -> TreeStopper:
         """From inside a supervisor: a stopper for the tree of its script."""

@@ -35,6 +35,9 @@ _IS_POSIX = os.name == "posix"
 _PR_SET_CHILD_SUBREAPER = 36
 # Exit code of a supervisor that crashed (a bug): the run is then settled from what was found.
 SUPERVISOR_CRASHED = 70
+# Set in a supervisor that is the subreaper of its run's tree (Linux): whatever the script
+# leaves running is then always a child of the supervisor.
+_subreaper = False
 
 
 class LocalScript:
@@ -147,6 +150,17 @@ def reap_all() -> list[int]:
         reaped.append(pid)
 
 
+def _has_children() -> bool:
+    """Does this process have a live child? Children that already ended are reaped."""
+    while True:
+        try:
+            pid, _status = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return False
+        if pid == 0:
+            return True
+
+
 class LocalEvents:
     """Inside a supervisor: wakes on child exits, on SIGTERM/SIGUSR1, and on watcher messages."""
 
@@ -249,25 +263,34 @@ def become_supervisor(log_path: Path | None) -> None:
     """In the forked child: own session, quiet standard streams, own signal handling."""
     os.setsid()
     null = os.open(os.devnull, os.O_RDWR)
-    os.dup2(null, 0)
-    target = null
-    if log_path is not None:
-        with contextlib.suppress(OSError):
-            target = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
-    os.dup2(target, 1)
-    os.dup2(target, 2)
-    # Python-level streams too: the forking process may have replaced them (a Rich console,
-    # a test's capture), and what a supervisor says belongs in its log.
-    sys.stdout = open(1, "w", closefd=False, buffering=1)  # noqa: SIM115 - process lifetime
-    sys.stderr = open(2, "w", closefd=False, buffering=1)  # noqa: SIM115
+    for fd in (0, 1, 2):
+        os.dup2(null, fd)
+    if null > 2:
+        os.close(null)
+    log_supervisor_to(log_path)
     for sig in (signal.SIGINT, signal.SIGHUP, signal.SIGQUIT, signal.SIGTSTP):
         signal.signal(sig, signal.SIG_IGN)
+    global _subreaper
     if sys.platform.startswith("linux"):
         with contextlib.suppress(Exception):
             import ctypes
 
             libc = ctypes.CDLL(None, use_errno=True)
-            libc.prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
+            _subreaper = libc.prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0
+
+
+def log_supervisor_to(log_path: Path | None) -> None:
+    """What a supervisor writes goes to `log_path` (its standard output and error)."""
+    if log_path is not None:
+        with contextlib.suppress(OSError):
+            target = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+            os.dup2(target, 1)
+            os.dup2(target, 2)
+            os.close(target)
+    # Python-level streams too: the forking process may have replaced them (a Rich console,
+    # a test's capture), and what a supervisor says belongs in its log.
+    sys.stdout = open(1, "w", closefd=False, buffering=1)  # noqa: SIM115 - process lifetime
+    sys.stderr = open(2, "w", closefd=False, buffering=1)  # noqa: SIM115
 
 
 class LocalBackend:
@@ -330,6 +353,12 @@ class LocalBackend:
         proctree.terminate_tree(process, run_id, grace)
 
     def leftovers_exist(self, root: ProcessIdentity, run_id: str) -> bool:
+        if _subreaper:
+            # Asked once the script is reaped. As the subreaper of its tree, this process
+            # adopts every process the script left running (and their children stay theirs),
+            # so a child is a leftover, and no child means none: no need to read /proc
+            # (~2 ms on a quiet machine, tens of ms on a busy one).
+            return _has_children()
         return proctree.leftovers_exist(root, run_id)
 
     def stopper(self, root: ProcessIdentity, run_id: str, grace: float) -> proctree.TreeStop:

@@ -7,8 +7,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from btmanager.errors import NotFoundError, UsageError
-from btmanager.lifecycle.create import RunRequest
 from btmanager.lifecycle.exitrecord import STATE_DIR
+from btmanager.lifecycle.request import RunRequest
 from btmanager.provenance import DIFF_FILE, SOURCE_DIR, SavedSource
 from btmanager.registry.model import Run
 

@@ -16,61 +16,20 @@ from btmanager.command import (
     resolve_script,
 )
 from btmanager.errors import StorageError
+from btmanager.lifecycle.request import RunRequest
 from btmanager.lifecycle.state import RunStates
 from btmanager.logs import LOG_FILE
 from btmanager.params import ParamValue, argv_params
 from btmanager.registry.model import ProcessIdentity, Run
-from btmanager.settings import DEFAULT_GRACE, Settings
+from btmanager.settings import Settings
 from btmanager.timeutil import new_run_id
 
 if TYPE_CHECKING:
     from btmanager.execution import LaunchSpec
-    from btmanager.provenance import SavedSource
 
 DEFAULT_DETACHED_NICE = 10
 # A run folder holds the script's results and its log: owner-only, whatever the umask.
 RUN_FOLDER_MODE = 0o700
-
-
-class RunRequest:
-    """What the user asked `bt run` for, before anything is recorded."""
-
-    # A plain class: as a dataclass it cost ~1.3 ms to build on every run's start-up.
-    def __init__(
-        self,
-        script: str,
-        # Values from -p are text; a params file's numbers and booleans keep their type; None
-        # is a flag (`--flag NAME`). The script gets them all as text (see
-        # btmanager.params.param_text).
-        params: dict[str, ParamValue] | None = None,
-        extra_args: list[str] | None = None,
-        cwd: Path | None = None,
-        label: str | None = None,
-        validate: bool = True,
-        rules: dict[str, Any] | None = None,
-        timeout: float | None = None,
-        grace: float = DEFAULT_GRACE,
-        priority: int = 0,
-        nice: int | None = None,
-        after: list[str] | None = None,  # run ids that must complete first
-        rerun_of: str | None = None,
-        # An --exact rerun runs the script copy saved with an earlier run: that run's git state.
-        saved_source: SavedSource | None = None,
-    ) -> None:
-        self.script = script
-        self.params: dict[str, ParamValue] = params if params is not None else {}
-        self.extra_args: list[str] = extra_args if extra_args is not None else []
-        self.cwd = cwd if cwd is not None else Path.cwd()
-        self.label = label
-        self.validate = validate
-        self.rules = rules
-        self.timeout = timeout
-        self.grace = grace
-        self.priority = priority
-        self.nice = nice
-        self.after: list[str] = after if after is not None else []
-        self.rerun_of = rerun_of
-        self.saved_source = saved_source
 
 
 def make_results_folder(settings: Settings) -> None:
@@ -189,12 +148,14 @@ def create_run(
     *,
     detached: bool,
     watcher: ProcessIdentity | None = None,
+    supervisor: ProcessIdentity | None = None,
     environ: Mapping[str, str] | None = None,
 ) -> Run:
     """Resolve the script, make the run folder and record the run.
 
     A detached run is `queued`; a foreground one is `running` at once (foreground runs start
-    immediately and count as active), watched by `watcher` (the foreground `bt`).
+    immediately and count as active), watched by `watcher` (the foreground `bt`) and, when
+    the run's supervisor records it, supervised by `supervisor`.
     """
     env = dict(os.environ if environ is None else environ)
     texts = argv_params(request.params)  # what the script receives
@@ -215,6 +176,9 @@ def create_run(
     if watcher is not None:
         values["worker_pid"] = watcher.pid
         values["worker_create_time"] = watcher.create_time
+    if supervisor is not None:  # a supervisor recording its own run (it need not say so again)
+        values["supervisor_pid"] = supervisor.pid
+        values["supervisor_create_time"] = supervisor.create_time
     try:
         from btmanager.lifecycle.exitrecord import STATE_DIR
         from btmanager.provenance import collect

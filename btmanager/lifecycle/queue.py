@@ -18,8 +18,8 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from btmanager.errors import BtError
-from btmanager.registry.db import NoRegistry, Registry
+from btmanager.errors import BtError, NoRegistry
+from btmanager.registry.db import Registry
 from btmanager.registry.model import Run, Status
 from btmanager.settings import Settings
 

@@ -10,6 +10,7 @@ without changing the run's outcome.
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -22,12 +23,14 @@ from btmanager.lifecycle.exitrecord import ExitRecord
 from btmanager.lifecycle.state import BEFORE_START, RunStates
 from btmanager.logs import LogReader
 from btmanager.registry.db import Registry
-from btmanager.registry.model import Run
+from btmanager.registry.model import ProcessIdentity, Run
+from btmanager.settings import Settings
 from btmanager.timeutil import SYSTEM_CLOCK, Clock
 
 if TYPE_CHECKING:
     from btmanager.execution import Backend, LaunchSpec, Outcome, ScriptProcess
     from btmanager.execution.base import Events, TreeStopper
+    from btmanager.execution.early import EarlyChannel
 
 TICK = 0.1  # the longest the supervisor sleeps; a child's exit or a message wakes it at once
 REGISTRY_POLL = 1.0  # how often it looks for a `bt cancel` whose signal it may have missed
@@ -351,6 +354,8 @@ class Supervisor(Supervision):
         return launch_spec(self.run)
 
     def _supervised(self) -> None:
+        if self.run.supervisor_pid == os.getpid():
+            return  # this process recorded the run, and itself with it (an early supervisor)
         self._try("supervised", self.run.run_id, self.backend.current())
 
     def _script_started(self, script: ScriptProcess) -> None:
@@ -415,11 +420,92 @@ def supervisor_main(job: SupervisorJob, backend: Backend) -> Any:
     return main
 
 
-def start_supervisor(job: SupervisorJob, backend: Backend) -> Any:
-    """Start the run's supervisor process; its handle (see execution.base.SupervisorHandle)."""
-    log = Path(job.run.output_dir) / exitrecord.STATE_DIR / "supervisor.log"
+def supervisor_log(run: Run) -> Path:
+    """Where a run's supervisor writes what it has to say (its folder made if need be)."""
+    log = Path(run.output_dir) / exitrecord.STATE_DIR / "supervisor.log"
     try:
         log.parent.mkdir(mode=0o700, exist_ok=True)
     except OSError:
         pass
-    return backend.launch_supervisor(supervisor_main(job, backend), job.watched, log)
+    return log
+
+
+def start_supervisor(job: SupervisorJob, backend: Backend) -> Any:
+    """Start the run's supervisor process; its handle (see execution.base.SupervisorHandle)."""
+    return backend.launch_supervisor(
+        supervisor_main(job, backend), job.watched, supervisor_log(job.run)
+    )
+
+
+def serve_early(channel: EarlyChannel, validate: bool) -> int:
+    """The body of an early supervisor (see btmanager.execution.early): prepare while `bt`
+    starts, record the run it is handed, then supervise it like any other."""
+    from btmanager.execution import exits  # noqa: F401  (what every end needs, imported now)
+    from btmanager.execution.local import LocalBackend, LocalEvents, log_supervisor_to
+    from btmanager.lifecycle import settle  # noqa: F401
+    from btmanager.lifecycle.create import create_run
+    from btmanager.lifecycle.request import RunRequest
+    from btmanager.registry.model import RUN_FIELDS
+
+    if validate:
+        from btmanager.validation import engine, metrics  # noqa: F401
+    registry = _open_likely_registry()
+    job = channel.receive()
+    if not isinstance(job, dict):
+        return 0  # `bt` ended without a run for us
+    results_dir, db_path, env_max_parallel = job["settings"]
+    settings = Settings(Path(results_dir), Path(db_path), env_max_parallel)
+    if registry is not None and registry.path != settings.db_path:
+        registry.close()  # guessed wrong: `bt` knows better
+        registry = None
+    try:
+        if registry is None:
+            registry = Registry(settings.db_path, create=True)
+        run = create_run(
+            settings,
+            RunStates(registry),
+            RunRequest.from_plain(job["request"]),
+            detached=False,
+            watcher=_identity(channel.watcher),
+            supervisor=_identity(os.getpid()),
+        )
+    except Exception:
+        # Nothing was recorded: `bt` records the run itself and reports why that fails.
+        if registry is not None:
+            registry.close()
+        channel.reply(None)
+        return 0
+    try:
+        channel.reply({name: getattr(run, name) for name in RUN_FIELDS})
+    except ValueError:  # not plain data after all: `bt` reads the run from the registry
+        channel.reply(run.run_id)
+    log_supervisor_to(supervisor_log(run))
+    supervisor = Supervisor(
+        SupervisorJob(settings.db_path, run, watched=True),
+        LocalBackend(),
+        LocalEvents(channel.control_fd),
+    )
+    supervisor.registry = registry
+    return supervisor.main()
+
+
+def _open_likely_registry() -> Registry | None:
+    """The registry this `bt run` will most likely record into, opened while `bt` starts: the
+    one its command line and environment name, if it exists (never created before `bt` has
+    parsed the command line)."""
+    import sys
+
+    from btmanager.cmdline import RESULTS_DIR_OPTION, global_value
+
+    try:
+        settings = Settings.resolve(global_value(sys.argv[1:], RESULTS_DIR_OPTION))
+        return Registry(settings.db_path, create=False)
+    except (BtError, OSError, ValueError):
+        return None
+
+
+def _identity(pid: int) -> ProcessIdentity:
+    from btmanager.execution.proctree import create_time
+
+    made = create_time(pid)
+    return ProcessIdentity(pid, made if made is not None else time.time())

@@ -17,11 +17,17 @@ import sqlite3
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, NamedTuple, ParamSpec, TypeVar
+from typing import Any, ParamSpec, TypeVar
 
-from btmanager.errors import AmbiguousRunError, NotFoundError, RegistryError, StorageError
+from btmanager.errors import (
+    AmbiguousRunError,
+    NoRegistry,
+    NotFoundError,
+    RegistryError,
+    StorageError,
+)
 from btmanager.registry.migrations import LATEST_VERSION, migrate
-from btmanager.registry.model import STATUSES, CorruptRow, Run, Status
+from btmanager.registry.model import STATUSES, CorruptRow, Run, Selection, Status
 
 BUSY_TIMEOUT_MS = 30_000
 # The registry holds detached runs' environments (tokens, keys): owner-only, whatever the umask.
@@ -66,10 +72,6 @@ def _guarded(method: Callable[P, T]) -> Callable[P, T]:
             raise RegistryError(f"The registry {registry.path} is corrupt: {exc}") from None
 
     return wrapper
-
-
-class NoRegistry(NotFoundError):
-    """The registry file does not exist (and the caller asked not to create it)."""
 
 
 def _create_private(db_path: Path) -> None:
@@ -212,25 +214,6 @@ JOIN runs d ON d.run_id = a.after_run_id
 WHERE r.status = 'queued' AND d.status IN ('failed', 'cancelled')
 ORDER BY r.seq
 """
-
-
-class Selection(NamedTuple):
-    """Which runs a command acts on (`--sweep/--label/--tag/--status/--script`): all must hold.
-
-    `sweep` is a full sweep id (resolve prefixes with `Registry.resolve_sweep`); `script`
-    matches the path given at submission, its file name, or `script_resolved`.
-    """
-
-    sweep: str | None = None
-    label: str | None = None
-    tags: tuple[str, ...] = ()
-    status: str | None = None
-    script: str | None = None
-    script_resolved: str | None = None
-
-    @property
-    def is_empty(self) -> bool:
-        return not (self.sweep or self.label is not None or self.tags or self.status or self.script)
 
 
 def _where(selection: Selection) -> tuple[str, list[Any]]:

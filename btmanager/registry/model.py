@@ -297,3 +297,22 @@ class Run:
 RUN_FIELDS: tuple[str, ...] = Run.__init__.__code__.co_varnames[
     1 : Run.__init__.__code__.co_argcount + Run.__init__.__code__.co_kwonlyargcount
 ]
+
+
+class Selection(NamedTuple):
+    """Which runs a command acts on (`--sweep/--label/--tag/--status/--script`): all must hold.
+
+    `sweep` is a full sweep id (resolve prefixes with `Registry.resolve_sweep`); `script`
+    matches the path given at submission, its file name, or `script_resolved`.
+    """
+
+    sweep: str | None = None
+    label: str | None = None
+    tags: tuple[str, ...] = ()
+    status: str | None = None
+    script: str | None = None
+    script_resolved: str | None = None
+
+    @property
+    def is_empty(self) -> bool:
+        return not (self.sweep or self.label is not None or self.tags or self.status or self.script)

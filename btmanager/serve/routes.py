@@ -148,7 +148,7 @@ def _rules(state: ServeState) -> dict[str, Any] | None:
     summary="Queue a run (as `bt run -d`)",
 )
 def submit_run(body: RunBody, request: Request) -> Response:
-    from btmanager.lifecycle.create import RunRequest
+    from btmanager.lifecycle.request import RunRequest
 
     state = state_of(request)
     # Checked as text (what the script receives); JSON numbers and booleans keep their type in
@@ -393,7 +393,7 @@ def _sweep_space(params: dict[str, Any]) -> Any:
     summary="Queue a sweep (as `bt sweep --json`)",
 )
 def submit_sweep(body: SweepBody, request: Request) -> Response:
-    from btmanager.lifecycle.create import RunRequest
+    from btmanager.lifecycle.request import RunRequest
     from btmanager.sweeps.submit import SweepRequest
 
     state = state_of(request)

@@ -10,8 +10,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
-from btmanager.errors import AmbiguousRunError, BtError, NotFoundError, UsageError
-from btmanager.registry.db import NoRegistry, Registry
+from btmanager.errors import AmbiguousRunError, BtError, NoRegistry, NotFoundError, UsageError
+from btmanager.registry.db import Registry
 from btmanager.serve.config import ServeConfig
 from btmanager.serve.ratelimit import RateLimiter
 from btmanager.serve.streams import StreamSlots

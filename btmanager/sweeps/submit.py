@@ -14,11 +14,11 @@ from btmanager.command import build_argv
 from btmanager.errors import UsageError
 from btmanager.lifecycle.create import (
     Prepared,
-    RunRequest,
     make_results_folder,
     prepare,
     run_values,
 )
+from btmanager.lifecycle.request import RunRequest
 from btmanager.lifecycle.state import RunStates
 from btmanager.registry.db import dumps
 from btmanager.registry.model import Run
