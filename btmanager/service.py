@@ -114,6 +114,9 @@ class Service:
         self.housekeeping_problem: str | None = None
         # A foreground run's request given to the early supervisor, and that supervisor.
         self._handed_over: tuple[RunRequest, EarlySupervisor] | None = None
+        # Supervisors of foreground runs whose end is recorded, reaped when this closes: they
+        # finish (run.json, exit) while the end is shown.
+        self._finishing: list[SupervisorHandle] = []
 
     @property
     def backend(self) -> Backend:
@@ -192,6 +195,8 @@ class Service:
         return registry.get(run_id)
 
     def close(self) -> None:
+        while self._finishing:
+            self._finishing.pop().release()
         for registry in (self._registry, self._writable):
             if registry is not None:
                 registry.close()
@@ -270,6 +275,7 @@ class Service:
                 meanwhile()
 
         watch(run, supervisor, observer, stop, prepare)
+        self._finishing.append(supervisor)
         # Reading it again also does the housekeeping: this run's slot is free again, so a
         # worker is started if queued runs can start now.
         final = self.registry.get(run.run_id)
@@ -322,11 +328,12 @@ class Service:
             return None
         handle = self._handed_over[1]
         self._handed_over = None
+        # Imported before waiting for the answer, not after it: this process is idle until then.
+        from btmanager.execution.local import LocalSupervisor
+
         reply = handle.reply()
         if reply is None:
             return None
-        from btmanager.execution.local import LocalSupervisor
-
         supervisor = LocalSupervisor(handle.pid, handle.control_fd, handle.done_fd)
         if isinstance(reply, dict):
             return Run(**reply), supervisor

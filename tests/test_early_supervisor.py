@@ -82,6 +82,7 @@ def run(script):
     except BtError as exc:
         return {"error": str(exc), "code": exc.exit_code, "early": handle.pid,
                 "reaped": reaped(handle.pid)}
+    service.close()  # reaps the supervisor, which may still be finishing the run folder
     return {"early": handle.pid, "supervisor": final.supervisor_pid, "status": final.status,
             "reaped": reaped(handle.pid)}
 """

@@ -6,6 +6,8 @@ with real signals and processes.
 
 from __future__ import annotations
 
+import json
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -143,6 +145,11 @@ class FakeEvents:
     def __init__(self, clock: FakeClock, script: dict[float, list[str]] | None = None) -> None:
         self.clock = clock
         self.script = dict(script or {})
+        self.on_ended: Callable[[], None] | None = None
+
+    def ended(self) -> None:
+        if self.on_ended is not None:
+            self.on_ended()
 
     def wait(self, timeout: float) -> list[str]:
         self.clock.advance(timeout)
@@ -322,6 +329,26 @@ def test_supervisor_records_a_normal_end(world: dict[str, Any]) -> None:
     assert final.status == "completed" and final.exit_code == 0
     assert final.supervisor_pid == 100 and final.pid == 4242
     assert exitrecord.read(Path(run.output_dir)) is not None  # the truth stays in the folder
+
+
+def test_supervisor_tells_its_watcher_once_the_end_is_committed(world: dict[str, Any]) -> None:
+    run = _create(world, detached=False)
+    backend = FakeBackend(world["clock"], exit_after=0.35, code=0)
+    clock: FakeClock = world["clock"]
+    events = FakeEvents(clock)
+    seen: list[tuple[str, str]] = []
+
+    def told() -> None:
+        folder = json.loads((Path(run.output_dir) / "run.json").read_text())
+        seen.append((world["registry"].get(run.run_id).status, folder["status"]))
+
+    events.on_ended = told
+    job = SupervisorJob(world["settings"].db_path, run, watched=True)
+    assert Supervisor(job, backend, events, clock, clock.monotonic).main() == 0  # type: ignore[arg-type]
+    # Told once, with the end committed; run.json is rewritten after (the watcher reads the
+    # registry meanwhile, and waits for the supervisor's exit before it exits itself).
+    assert seen == [("completed", "running")]
+    assert json.loads((Path(run.output_dir) / "run.json").read_text())["status"] == "completed"
 
 
 def test_supervisor_times_out_with_one_sigterm_then_kills(world: dict[str, Any]) -> None:

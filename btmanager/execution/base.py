@@ -66,6 +66,11 @@ class Events(Protocol):
         (`"EOF"` once the watcher is gone)."""
         ...
 
+    def ended(self) -> None:
+        """The run's end is recorded in the registry: tell its watcher, which may read it
+        while the supervisor finishes (the run folder's run.json, its exit)."""
+        ...
+
 
 class SupervisorHandle(Protocol):
     """A run's supervisor, seen from the process that started it."""
@@ -74,11 +79,16 @@ class SupervisorHandle(Protocol):
     def identity(self) -> ProcessIdentity: ...
 
     def fileno(self) -> int:
-        """Readable once the supervisor has exited (for select)."""
+        """Readable once the supervisor has something to say or has exited (for select)."""
         ...
 
     def wait(self, timeout: float) -> bool:
-        """True once the supervisor has exited (and was reaped)."""
+        """True once the run's end is recorded (a watched supervisor says so) or the
+        supervisor has exited; `release` then waits for its exit."""
+        ...
+
+    def release(self) -> None:
+        """Wait for the supervisor to exit, and reap it."""
         ...
 
     def send(self, message: str) -> None:

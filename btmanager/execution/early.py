@@ -106,6 +106,13 @@ class EarlyChannel:
         self.done_fd = done_fd
         self.watcher = watcher  # the pid of the `bt` that forked it
 
+    def pending(self) -> bool:
+        """Has `bt` sent something (or gone away)?"""
+        import select
+
+        ready, _, _ = select.select([self.control_fd], [], [], 0)
+        return bool(ready)
+
     def receive(self) -> Any:
         """The job, or None when `bt` went away without sending one."""
         import marshal

@@ -35,6 +35,8 @@ _IS_POSIX = os.name == "posix"
 _PR_SET_CHILD_SUBREAPER = 36
 # Exit code of a supervisor that crashed (a bug): the run is then settled from what was found.
 SUPERVISOR_CRASHED = 70
+# What a watched supervisor writes on its pipe to the watcher once the run's end is recorded.
+ENDED = b"ended\n"
 # Set in a supervisor that is the subreaper of its run's tree (Linux): whatever the script
 # leaves running is then always a child of the supervisor.
 _subreaper = False
@@ -164,8 +166,9 @@ def _has_children() -> bool:
 class LocalEvents:
     """Inside a supervisor: wakes on child exits, on SIGTERM/SIGUSR1, and on watcher messages."""
 
-    def __init__(self, control_fd: int | None) -> None:
+    def __init__(self, control_fd: int | None, watcher_fd: int | None = None) -> None:
         self.control_fd = control_fd
+        self.watcher_fd = watcher_fd  # where a watched supervisor says the end is recorded
         self._buffer = b""
         self._pending: list[str] = []
         self.wake_r, wake_w = os.pipe()
@@ -192,6 +195,11 @@ class LocalEvents:
         if self.control_fd is not None:
             messages += self._read_control()
         return messages
+
+    def ended(self) -> None:
+        if self.watcher_fd is not None:
+            with contextlib.suppress(OSError):
+                os.write(self.watcher_fd, ENDED)
 
     def _read_control(self) -> list[str]:
         assert self.control_fd is not None
@@ -220,6 +228,7 @@ class LocalSupervisor:
         self.control_fd = control_fd
         self.done_fd = done_fd
         self.exited = False
+        self.ended = False  # it said the run's end is recorded (it may still be finishing)
 
     @property
     def identity(self) -> ProcessIdentity:
@@ -229,8 +238,9 @@ class LocalSupervisor:
         return self.done_fd
 
     def wait(self, timeout: float) -> bool:
-        """True once the supervisor has exited: its end of the pipe closes with it."""
-        if self.exited:
+        """True once the supervisor said the run's end is recorded, or has exited (its end of
+        the pipe closes with it, and it is reaped here)."""
+        if self.exited or self.ended:
             return True
         with contextlib.suppress(InterruptedError):
             ready, _, _ = select.select([self.done_fd], [], [], max(timeout, 0.0))
@@ -241,16 +251,28 @@ class LocalSupervisor:
         except OSError:
             data = b""
         if data:
-            return False
+            self.ended = ENDED in data
+            return self.ended
+        self._reaped()
+        return True
+
+    def release(self) -> None:
+        if self.exited:
+            return
+        with contextlib.suppress(ChildProcessError):
+            os.waitpid(self._identity.pid, 0)
+        self._reaped(waited=True)
+
+    def _reaped(self, waited: bool = False) -> None:
         os.close(self.done_fd)
         if self.control_fd is not None:
             with contextlib.suppress(OSError):
                 os.close(self.control_fd)
             self.control_fd = None
-        with contextlib.suppress(ChildProcessError):
-            os.waitpid(self._identity.pid, 0)
+        if not waited:
+            with contextlib.suppress(ChildProcessError):
+                os.waitpid(self._identity.pid, 0)
         self.exited = True
-        return True
 
     def send(self, message: str) -> None:
         if self.control_fd is None:
@@ -315,7 +337,7 @@ class LocalBackend:
                 if control_w is not None:
                     os.close(control_w)
                 become_supervisor(log_path)
-                code = main(LocalEvents(control_r))
+                code = main(LocalEvents(control_r, done_w if watched else None))
             except BaseException:
                 with contextlib.suppress(BaseException):
                     traceback.print_exc()

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import os
 import sqlite3
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -414,10 +414,13 @@ class RunStates:
         record: ExitRecord,
         report: Mapping[str, Any] | None,
         metrics: Mapping[str, float] | None = None,
+        announce: Callable[[], None] | None = None,
     ) -> Run | None:
         """A running run's script ended as `record` says: make the run final.
 
-        Returns the final run, or None if it was already final (someone else settled it).
+        `announce` is called once the end is committed, before run.json is rewritten (a
+        watcher may read the end meanwhile). Returns the final run, or None if it was
+        already final (someone else settled it).
         """
         with self.registry.write() as db:
             run = self.registry.row_in(db, run_id)
@@ -443,6 +446,8 @@ class RunStates:
             self.registry.update_in(db, run_id, values, (Status.RUNNING,))
             if report is not None and decision.status != Status.CANCELLED:
                 self._store_metrics(db, run_id, metrics or {})
+        if announce is not None:
+            announce()
         return self._recorded(run_id)
 
     @staticmethod

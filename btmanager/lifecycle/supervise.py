@@ -10,6 +10,7 @@ without changing the run's outcome.
 
 from __future__ import annotations
 
+import functools
 import os
 import time
 from collections.abc import Callable
@@ -396,7 +397,7 @@ class Supervisor(Supervision):
             states = self._states()
             if states is not None:
                 try:
-                    states.end(self.run.run_id, record, report, metrics)
+                    states.end(self.run.run_id, record, report, metrics, self.events.ended)
                     break
                 except BtError:
                     pass
@@ -440,16 +441,21 @@ def start_supervisor(job: SupervisorJob, backend: Backend) -> Any:
 def serve_early(channel: EarlyChannel, validate: bool) -> int:
     """The body of an early supervisor (see btmanager.execution.early): prepare while `bt`
     starts, record the run it is handed, then supervise it like any other."""
-    from btmanager.execution import exits  # noqa: F401  (what every end needs, imported now)
+    # What recording the run and starting its script need, then the registry.
+    from btmanager import provenance  # noqa: F401
     from btmanager.execution.local import LocalBackend, LocalEvents, log_supervisor_to
-    from btmanager.lifecycle import settle  # noqa: F401
+    from btmanager.lifecycle import runfile, serving  # noqa: F401
     from btmanager.lifecycle.create import create_run
     from btmanager.lifecycle.request import RunRequest
     from btmanager.registry.model import RUN_FIELDS
 
-    if validate:
-        from btmanager.validation import engine, metrics  # noqa: F401
     registry = _open_likely_registry()
+    # What only the run's end needs, while `bt` is still busy: never once its request waits
+    # (the supervisor imports the rest while the script runs; see prepare_end).
+    for step in _end_imports(validate):
+        if channel.pending():
+            break
+        step()
     job = channel.receive()
     if not isinstance(job, dict):
         return 0  # `bt` ended without a run for us
@@ -483,10 +489,19 @@ def serve_early(channel: EarlyChannel, validate: bool) -> int:
     supervisor = Supervisor(
         SupervisorJob(settings.db_path, run, watched=True),
         LocalBackend(),
-        LocalEvents(channel.control_fd),
+        LocalEvents(channel.control_fd, channel.done_fd),
     )
     supervisor.registry = registry
     return supervisor.main()
+
+
+def _end_imports(validate: bool) -> list[Callable[[], object]]:
+    import importlib
+
+    names = ["btmanager.execution.exits", "btmanager.lifecycle.settle"]
+    if validate:
+        names += ["btmanager.validation.engine", "btmanager.validation.metrics"]
+    return [functools.partial(importlib.import_module, name) for name in names]
 
 
 def _open_likely_registry() -> Registry | None:

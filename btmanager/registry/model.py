@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-import json
-import sqlite3
 from enum import StrEnum
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from btmanager.timeutil import parse_iso, seconds_between
+
+if TYPE_CHECKING:
+    import sqlite3
 
 
 class Status(StrEnum):
@@ -192,6 +193,8 @@ class Run:
 
     @classmethod
     def from_row(cls, row: sqlite3.Row) -> Run:
+        import json  # here: a foreground `bt run` hands its run over before it needs json
+
         # dict(row) looks every column up by name: 5x slower than pairing the keys.
         values = dict(zip(row.keys(), row, strict=True))
         name = ""

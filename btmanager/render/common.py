@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 from collections.abc import Iterable
@@ -48,6 +47,8 @@ def write_lines(lines: Iterable[str], stream: IO[str] | None = None) -> None:
 
 def emit_json(document: Any) -> None:
     """Exactly one JSON document on stdout."""
+    import json  # here: most output is not JSON, and a foreground `bt run` starts sooner
+
     sys.stdout.write(json.dumps(document, indent=2, ensure_ascii=False) + "\n")
     sys.stdout.flush()
 
