@@ -137,8 +137,11 @@ def _in_terminal(lab: QueueLab, *args: str) -> Iterator[_Terminal]:
         terminal.close()
 
 
-def _read_while(master: int, condition: Callable[[], Any], timeout: float = 30) -> bytes:
-    """Keep reading the terminal (a full pty would block `bt`) until `condition` holds."""
+def _read_while(
+    master: int, condition: Callable[[], Any], timeout: float = 30, shown: bytes = b""
+) -> bytes:
+    """Keep reading the terminal (a full pty would block `bt`) until `condition` holds and
+    `shown` is on it (`bt` mirrors the log every 0.1 s: it may lag the script's files)."""
     seen = b""
 
     def drained() -> Any:
@@ -151,7 +154,7 @@ def _read_while(master: int, condition: Callable[[], Any], timeout: float = 30) 
             if not data:
                 break
             seen += data
-        return condition()
+        return shown in seen and condition()
 
     wait_for(drained, timeout)
     return seen
@@ -170,7 +173,9 @@ def test_closing_the_terminal_cancels_a_foreground_run_and_ends_its_tree(lab: Qu
     args = ("run", "--no-validate", "--grace", "1", "tree.py", "-p", f"piddir={piddir}")
     with _in_terminal(lab, *args) as terminal:
         ready = [piddir / role for role in ("root", "stubborn", "orphan")]
-        screen = _read_while(terminal.master, lambda: all(path.exists() for path in ready))
+        screen = _read_while(
+            terminal.master, lambda: all(path.exists() for path in ready), shown=b" up"
+        )
         pids = tree_pids(piddir)
         run_id = _only_run(lab)
         row = lab.wait_running(run_id)
