@@ -140,20 +140,18 @@ class LocalScript:
 def reap_all() -> list[int]:
     """Reap every exited child of this process; their pids."""
     reaped: list[int] = []
-    if not _IS_POSIX:
-        return reaped
-    while True:
-        try:
-            pid, _status = os.waitpid(-1, os.WNOHANG)
-        except ChildProcessError:
-            return reaped
-        if pid == 0:
-            return reaped
-        reaped.append(pid)
+    if _IS_POSIX:
+        _reap_exited(reaped)
+    return reaped
 
 
 def _has_children() -> bool:
     """Does this process have a live child? Children that already ended are reaped."""
+    return _reap_exited([])
+
+
+def _reap_exited(reaped: list[int]) -> bool:
+    """Reap the exited children into `reaped`; True if live children remain."""
     while True:
         try:
             pid, _status = os.waitpid(-1, os.WNOHANG)
@@ -161,6 +159,7 @@ def _has_children() -> bool:
             return False
         if pid == 0:
             return True
+        reaped.append(pid)
 
 
 class LocalEvents:
