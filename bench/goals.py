@@ -6,6 +6,7 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -423,6 +424,26 @@ def _start_worker(
     )
 
 
+STOP_GRACE = 120.0
+
+
+def _stop_worker(worker: subprocess.Popen[bytes], what: str) -> None:
+    """SIGTERM, then wait: a worker that is still there after STOP_GRACE is a failed command
+    (its threads' stacks are shown when py-spy is installed), killed so the benchmark goes on."""
+    worker.terminate()
+    try:
+        worker.wait(STOP_GRACE)
+        return
+    except subprocess.TimeoutExpired:
+        pass
+    spy = shutil.which("py-spy") or shutil.which("py-spy", path=str(Path(sys.executable).parent))
+    if spy is not None:
+        subprocess.run([spy, "dump", "--pid", str(worker.pid)], check=False)
+    worker.kill()
+    worker.wait()
+    raise CommandFailed(f"{what} still ran {STOP_GRACE:.0f} s after SIGTERM")
+
+
 def _timed_drain(
     ctx: Context, db: Path, worker: subprocess.Popen[bytes], start: float, what: str
 ) -> float:
@@ -434,8 +455,7 @@ def _timed_drain(
             time.sleep(0.005)
         elapsed = time.perf_counter() - start
     finally:
-        worker.terminate()
-        worker.wait(120)
+        _stop_worker(worker, what)
     counts = datagen.count_by_status(db)
     if counts.get("completed") != ctx.sizes.queue_runs + 1:
         raise CommandFailed(f"{what} drained {counts}, not {ctx.sizes.queue_runs + 1} completed")
@@ -1055,8 +1075,7 @@ def _drain_ready_worker(
     deadline = time.monotonic() + 300
     while "--dask" in worker_args and not _dask_serving(ctx, env, work):
         if worker.poll() is not None or time.monotonic() > deadline:
-            worker.terminate()
-            worker.wait(120)
+            _stop_worker(worker, f"bt worker {' '.join(worker_args)}")
             raise CommandFailed(f"bt worker {' '.join(worker_args)} did not start serving")
         time.sleep(0.2)
     datagen.queue_copies(db, template, ctx.sizes.queue_runs)

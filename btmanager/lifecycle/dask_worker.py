@@ -53,6 +53,9 @@ CLUSTER_POLL = 1.0  # how often the cluster's workers are listed (lost workers, 
 EVENTS_POLL = 0.2  # how often the remote side's messages are read (and before each end)
 RESULT_TIMEOUT = 120.0
 WARM_UP_TIMEOUT = 60.0
+# Closing the client and the local cluster: a stopped worker must exit even if the cluster does
+# not answer (LocalCluster.close waits without limit by default). Its runs are recorded by then.
+CLOSE_TIMEOUT = 15.0
 SCHEDULER_PATIENCE = 30.0  # a scheduler that does not answer for this long: give up
 SCRIPT_TRAVELS_UP_TO = 32 << 20  # bigger scripts must exist on the workers
 MAX_LOCAL_WORKERS = 256
@@ -266,7 +269,7 @@ class DaskWorker(QueueLoop):
         for closing in (self.client, self.cluster):
             if closing is not None:
                 with contextlib.suppress(Exception):
-                    closing.close()
+                    closing.close(timeout=CLOSE_TIMEOUT)
 
     def _any_done(self) -> bool:
         return any(flight.future.done() for flight in self.inflight.values())
