@@ -6,7 +6,6 @@ import json
 import os
 import shutil
 import subprocess
-import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -24,6 +23,7 @@ from harness import (
     import_summary,
     import_times,
     interleaved,
+    py_spy,
     ratio_row,
     run_measured,
     skipped_row,
@@ -436,7 +436,7 @@ def _stop_worker(worker: subprocess.Popen[bytes], what: str) -> None:
         return
     except subprocess.TimeoutExpired:
         pass
-    spy = shutil.which("py-spy") or shutil.which("py-spy", path=str(Path(sys.executable).parent))
+    spy = py_spy()
     if spy is not None:
         subprocess.run([spy, "dump", "--pid", str(worker.pid)], check=False)
     worker.kill()
@@ -1071,15 +1071,16 @@ def _drain_ready_worker(
     template = ctx.run_bt("run", "-d", script, "--no-validate", env=env, cwd=work).strip()
     wait_quiet(results)
     db = results / "bt.sqlite3"
+    what = f"bt worker {' '.join(worker_args)}"
     worker = _start_worker(ctx, work, env, worker_args)
     deadline = time.monotonic() + 300
     while "--dask" in worker_args and not _dask_serving(ctx, env, work):
         if worker.poll() is not None or time.monotonic() > deadline:
-            _stop_worker(worker, f"bt worker {' '.join(worker_args)}")
-            raise CommandFailed(f"bt worker {' '.join(worker_args)} did not start serving")
+            _stop_worker(worker, what)
+            raise CommandFailed(f"{what} did not start serving")
         time.sleep(0.2)
     datagen.queue_copies(db, template, ctx.sizes.queue_runs)
-    return _timed_drain(ctx, db, worker, time.perf_counter(), f"bt worker {' '.join(worker_args)}")
+    return _timed_drain(ctx, db, worker, time.perf_counter(), what)
 
 
 def goal_15(ctx: Context) -> list[Row]:

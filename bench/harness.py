@@ -10,6 +10,7 @@ harness reading it.
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import statistics
 import subprocess
@@ -130,6 +131,11 @@ def run_measured(
             out.seek(0)
             data = out.read()
     return Sample(seconds, peak, code, data, cpu)
+
+
+def py_spy() -> str | None:
+    """The py-spy command (bench/requirements.txt): on PATH or beside this interpreter."""
+    return shutil.which("py-spy") or shutil.which("py-spy", path=str(Path(sys.executable).parent))
 
 
 def _kill(pid: int, group: bool) -> None:

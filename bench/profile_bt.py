@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -28,7 +27,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from harness import import_times
+from harness import import_times, py_spy
 from run import _default_bt, _interpreter_of
 
 
@@ -70,14 +69,14 @@ _KEEP = ("btmanager", "typer", "rich", "importlib", "sqlite3", "json", "subproce
 
 
 def spy(bt: Path, args: list[str]) -> None:
-    py_spy = shutil.which("py-spy") or str(Path(sys.executable).parent / "py-spy")
-    if not Path(py_spy).exists():
+    command = py_spy()
+    if command is None:
         sys.exit("py-spy is not installed (pip install -r bench/requirements.txt)")
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "stacks.txt"
         subprocess.run(
             [
-                py_spy,
+                command,
                 "record",
                 "--rate",
                 "1000",
